@@ -1,0 +1,78 @@
+"""Build the FastAPI app. ``uvicorn rerank_api.app:app`` serves it with settings from the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from redis.asyncio import Redis as AsyncRedis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from rerank_api import errors
+from rerank_api.dispatch import WAIT_SLICE_S, Dispatcher
+from rerank_api.monitor import WorkerMonitor
+from rerank_api.routes import router
+from rerank_server import __version__
+from rerank_server.redis_conn import connect
+from rerank_server.settings import Settings
+
+#: How often the monitor re-reads worker heartbeats and queue depths.
+MONITOR_INTERVAL_S = 0.5
+
+
+def _async_redis(url: str) -> AsyncRedis:
+    # Above the longest XREAD block, so a slow answer is never mistaken for a dead socket.
+    return AsyncRedis.from_url(
+        url,
+        socket_timeout=WAIT_SLICE_S + 5,
+        socket_connect_timeout=2,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app for ``settings`` (default: read from the environment now)."""
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async_redis = _async_redis(settings.redis_url)
+        sync_redis = connect(settings.redis_url)
+        monitor = WorkerMonitor(async_redis, interval_s=MONITOR_INTERVAL_S)
+        await monitor.refresh()
+        app.state.monitor = monitor
+        app.state.dispatcher = Dispatcher(
+            sync_redis,
+            async_redis,
+            monitor,
+            timeout_s=settings.request_timeout_s,
+            result_ttl_s=settings.result_ttl_s,
+        )
+        task = asyncio.create_task(monitor.run(), name="worker-monitor")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await async_redis.aclose()
+            sync_redis.close()
+
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = FastAPI(
+        title="rerank-server",
+        version=__version__,
+        description="Cross-encoder reranking over a Redis/RQ queue of resident-model workers.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,126 @@
+"""Enqueue one RQ job per request and wait for its result without blocking the event loop.
+
+Enqueueing uses RQ's own API on a thread (it is a single pipelined write). Waiting is an async
+``XREAD BLOCK`` on RQ's result stream for the job, in short slices: between slices the waiter
+checks that a worker is still alive and still holds the job, so a dead worker gives a 503 within
+seconds instead of a hang until the timeout. A request that gives up cancels its job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.job import Job
+from rq.results import Result
+
+from rerank_api.errors import ApiError, ErrorType
+from rerank_api.monitor import WorkerMonitor
+from rerank_server.contract import RERANK_JOB, SERIALIZER, SYNC_QUEUE, RerankPayload, RerankResult, worker_key
+
+log = logging.getLogger(__name__)
+
+#: Longest single XREAD block; also how quickly a dead worker is noticed once its heartbeat expires.
+WAIT_SLICE_S = 0.5
+
+
+class Dispatcher:
+    """Runs rerank payloads through the sync queue."""
+
+    def __init__(
+        self,
+        sync_redis: Redis,
+        async_redis: AsyncRedis,
+        monitor: WorkerMonitor,
+        *,
+        timeout_s: float,
+        result_ttl_s: int,
+    ) -> None:
+        self._sync_redis = sync_redis
+        self._redis = async_redis
+        self._monitor = monitor
+        self._timeout_s = timeout_s
+        self._result_ttl_s = result_ttl_s
+        self._queue = Queue(SYNC_QUEUE, connection=sync_redis, serializer=SERIALIZER)
+
+    def _check_can_serve(self) -> None:
+        snapshot = self._monitor.snapshot
+        if snapshot.redis_error is not None:
+            raise ApiError(ErrorType.QUEUE_UNAVAILABLE, snapshot.redis_error)
+        if not snapshot.workers:
+            raise ApiError(ErrorType.NO_WORKER, "no worker is alive: start one with `rerank-server worker`")
+
+    def _enqueue(self, payload: RerankPayload) -> str:
+        seconds = math.ceil(self._timeout_s)
+        job = self._queue.enqueue(
+            RERANK_JOB,
+            payload.model_dump(mode="json"),
+            job_timeout=seconds,
+            ttl=seconds,  # still queued after the caller gave up: RQ drops it
+            result_ttl=self._result_ttl_s,
+            failure_ttl=max(self._result_ttl_s, 3600),
+            description=f"rerank {len(payload.candidates)} candidates",
+        )
+        return job.id
+
+    def _cancel(self, job_id: str) -> None:
+        try:
+            Job.fetch(job_id, connection=self._sync_redis, serializer=SERIALIZER).cancel()
+        except Exception as exc:  # best effort: the job may have finished or expired meanwhile
+            log.debug("could not cancel job %s: %s", job_id, exc)
+
+    async def run(self, payload: RerankPayload) -> RerankResult:
+        """Enqueue ``payload`` and return the worker's result, or raise :class:`ApiError`."""
+        self._check_can_serve()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout_s
+        try:
+            job_id = await asyncio.to_thread(self._enqueue, payload)
+        except (RedisError, OSError) as exc:
+            raise ApiError(ErrorType.QUEUE_UNAVAILABLE, f"cannot enqueue: Redis unreachable: {exc}") from exc
+        try:
+            return await self._wait(job_id, deadline)
+        except BaseException:
+            loop.run_in_executor(None, self._cancel, job_id)
+            raise
+
+    async def _wait(self, job_id: str, deadline: float) -> RerankResult:
+        loop = asyncio.get_running_loop()
+        key = Result.get_key(job_id)
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                response = await self._redis.xread({key: "0-0"}, block=max(1, int(min(WAIT_SLICE_S, remaining) * 1000)))
+            except (RedisError, OSError) as exc:
+                raise ApiError(ErrorType.QUEUE_UNAVAILABLE, f"lost Redis while waiting: {exc}") from exc
+            if response:
+                entry_id, fields = response[0][1][-1]
+                return self._parse(job_id, entry_id, fields)
+            await self._check_still_running(job_id)
+        raise ApiError(ErrorType.TIMEOUT, f"no result within {self._timeout_s:g}s (job {job_id})")
+
+    async def _check_still_running(self, job_id: str) -> None:
+        self._check_can_serve()
+        try:
+            worker_name = await self._redis.hget(Job.key_for(job_id), "worker_name")
+            if not worker_name:
+                return  # still queued
+            name = worker_name.decode()
+            if name in self._monitor.snapshot.alive or await self._redis.exists(worker_key(name)):
+                return
+        except (RedisError, OSError) as exc:
+            raise ApiError(ErrorType.QUEUE_UNAVAILABLE, f"lost Redis while waiting: {exc}") from exc
+        raise ApiError(ErrorType.WORKER_LOST, f"worker {name} died while running job {job_id}")
+
+    @staticmethod
+    def _parse(job_id: str, entry_id: bytes, fields: dict[bytes, bytes]) -> RerankResult:
+        result = Result.restore(job_id, entry_id.decode(), fields, connection=None, serializer=SERIALIZER)  # type: ignore[arg-type]
+        if result.type == Result.Type.SUCCESSFUL:
+            return RerankResult.model_validate(result.return_value)
+        lines = [line for line in (result.exc_string or "").splitlines() if line.strip()]
+        reason = lines[-1] if lines else result.type.name.lower()
+        raise ApiError(ErrorType.INFERENCE_FAILED, f"job {job_id} failed on worker {result.worker_name}: {reason}")

@@ -1,0 +1,119 @@
+"""One table of error types, their status codes and their JSON body, used by every route.
+
+Every error answer is ``{"error": <what went wrong>, "error_type": <ErrorType>}``; the OpenAPI
+``responses`` of each route come from :func:`responses` over the same table.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class ErrorType(StrEnum):
+    VALIDATION = "validation"
+    TOO_LARGE = "too_large"
+    NOT_FOUND = "not_found"
+    NO_WORKER = "no_worker"
+    WORKER_LOST = "worker_lost"
+    QUEUE_UNAVAILABLE = "queue_unavailable"
+    TIMEOUT = "timeout"
+    INFERENCE_FAILED = "inference_failed"
+    INTERNAL = "internal"
+
+
+STATUS: dict[ErrorType, int] = {
+    ErrorType.VALIDATION: 422,
+    ErrorType.TOO_LARGE: 413,
+    ErrorType.NOT_FOUND: 404,
+    ErrorType.NO_WORKER: 503,
+    ErrorType.WORKER_LOST: 503,
+    ErrorType.QUEUE_UNAVAILABLE: 503,
+    ErrorType.TIMEOUT: 504,
+    ErrorType.INFERENCE_FAILED: 500,
+    ErrorType.INTERNAL: 500,
+}
+
+DESCRIPTION: dict[ErrorType, str] = {
+    ErrorType.VALIDATION: "A field is missing or has the wrong type; the message names it.",
+    ErrorType.TOO_LARGE: "More candidates or characters than the server accepts.",
+    ErrorType.NOT_FOUND: "No such route or job.",
+    ErrorType.NO_WORKER: "No worker is alive to run the job.",
+    ErrorType.WORKER_LOST: "The worker running the job died before finishing it.",
+    ErrorType.QUEUE_UNAVAILABLE: "Redis cannot be reached.",
+    ErrorType.TIMEOUT: "The result did not come back within the request timeout.",
+    ErrorType.INFERENCE_FAILED: "The worker failed while scoring.",
+    ErrorType.INTERNAL: "An unexpected server error.",
+}
+
+
+class ErrorBody(BaseModel):
+    error: str
+    error_type: ErrorType
+
+
+class ApiError(Exception):
+    """Raise anywhere in a request to answer with this error type and message."""
+
+    def __init__(self, error_type: ErrorType, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+    @property
+    def status_code(self) -> int:
+        return STATUS[self.error_type]
+
+
+def error_response(error_type: ErrorType, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorBody(error=message, error_type=error_type).model_dump(mode="json")
+    return JSONResponse(body, status_code=STATUS[error_type], headers=headers)
+
+
+def responses(*types: ErrorType) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for a route that can answer with ``types``."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for t in types:
+        entry = out.setdefault(STATUS[t], {"model": ErrorBody, "description": ""})
+        entry["description"] = " ".join(filter(None, [entry["description"], DESCRIPTION[t]]))
+    return out
+
+
+def describe_validation(exc: RequestValidationError) -> str:
+    """'candidates: Field required; query: Input should be a valid string' from pydantic's errors."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        parts.append(f"{'.'.join(loc) or 'body'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install(app: FastAPI) -> None:
+    """Route every error through :class:`ErrorBody`."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.error_type, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(ErrorType.VALIDATION, describe_validation(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error_type = {404: ErrorType.NOT_FOUND, 413: ErrorType.TOO_LARGE, 422: ErrorType.VALIDATION}.get(
+            exc.status_code
+        )
+        if error_type is None:
+            return JSONResponse({"error": str(exc.detail), "error_type": "http"}, status_code=exc.status_code)
+        return error_response(error_type, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(ErrorType.INTERNAL, f"unexpected error: {type(exc).__name__}")

