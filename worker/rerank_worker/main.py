@@ -74,8 +74,8 @@ def run(settings: Settings) -> int:
             queues=list(QUEUES),
             started_at=started_at,
             model_loads=runtime.loads,
-            jobs_done=worker.successful_job_count,
-            jobs_failed=worker.failed_job_count,
+            jobs_done=worker.jobs_done,
+            jobs_failed=worker.jobs_failed,
         )
 
     heartbeat = Heartbeat(

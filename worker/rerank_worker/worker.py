@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rq import SimpleWorker
+from rq import Queue, SimpleWorker
 from rq.job import Job
+from rq.registry import StartedJobRegistry
 
 from rerank_server.contract import ALLOWED_JOB_FUNCTIONS
 
@@ -29,6 +30,18 @@ class RerankJob(Job):
 
 
 class RerankWorker(SimpleWorker):
-    """A SimpleWorker whose jobs are :class:`RerankJob`."""
+    """A SimpleWorker whose jobs are :class:`RerankJob`, counting its outcomes for the heartbeat."""
 
     job_class = RerankJob
+    jobs_done = 0
+    jobs_failed = 0
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry) -> None:
+        super().handle_job_success(job, queue, started_job_registry)
+        self.jobs_done += 1
+
+    def handle_job_failure(
+        self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry | None = None, exc_string: str = ""
+    ) -> None:
+        super().handle_job_failure(job, queue, started_job_registry, exc_string)
+        self.jobs_failed += 1
