@@ -26,14 +26,9 @@ def test_up_starts_private_redis_serves_and_stops_cleanly(model_dir, tmp_path) -
     proc = subprocess.Popen([*CLI, "up"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{api_port}"
 
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until(healthy, 90, "rerank-server up to serve")
+        wait_until(lambda: "is up at" in (tmp_path / "up.log").read_text(), 90, "rerank-server up to announce")
+        assert httpx.get(f"{url}/health").json()["status"] == "ok"
         assert _port_open(redis_port)
         response = httpx.post(f"{url}/v1/rerank", json={"query": SEED_QUERY, "candidates": SEED_CANDIDATES})
         assert response.status_code == 200
@@ -46,7 +41,6 @@ def test_up_starts_private_redis_serves_and_stops_cleanly(model_dir, tmp_path) -
         log.close()
     output = (tmp_path / "up.log").read_text()
     assert "starting a private one" in output
-    assert "is up at" in output
     assert not _port_open(api_port)
     assert not _port_open(redis_port)
 
