@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -95,9 +96,9 @@ def test_empty_candidates_answer_at_once_without_a_job(stack: Stack, redis_serve
 
 def test_api_process_never_loads_torch(stack: Stack) -> None:
     stack.rerank(SEED_QUERY, SEED_CANDIDATES)
-    maps = open(f"/proc/{stack.api.proc.pid}/maps").read()
+    maps = Path(f"/proc/{stack.api.proc.pid}/maps").read_text()
     assert "libtorch" not in maps
-    worker_maps = open(f"/proc/{stack.workers[0].proc.pid}/maps").read()
+    worker_maps = Path(f"/proc/{stack.workers[0].proc.pid}/maps").read_text()
     assert "libtorch" in worker_maps  # the check can see torch where it is loaded
 
 

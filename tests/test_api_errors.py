@@ -1,0 +1,87 @@
+"""The facade's answers to bad input and missing back-ends, against a real Redis with no worker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rerank_api.app import create_app
+from rerank_server.settings import Settings
+from tests.conftest import SEED_CANDIDATES, SEED_QUERY, RedisServer
+
+
+@pytest.fixture
+def client(flushed_redis: RedisServer) -> Iterator[TestClient]:
+    settings = Settings(redis_url=flushed_redis.url, max_candidates=3, max_request_chars=100, model="some/model")
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def error(response, status: int, error_type: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "error_type"}
+    assert body["error_type"] == error_type
+    return body["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"query": "q"}, "candidates: Field required"),
+        ({"candidates": ["a"]}, "query: Field required"),
+        ({"query": "q", "candidates": "abc"}, "candidates: Input should be a valid list"),
+        ({"query": "q", "candidates": ["a", 3]}, "candidates.1: Input should be a valid string"),
+        ({"query": None, "candidates": ["a"]}, "query: Input should be a valid string"),
+    ],
+)
+def test_invalid_fields_are_422_naming_the_field(client: TestClient, body: dict, field: str) -> None:
+    assert field in error(client.post("/v1/rerank", json=body), 422, "validation")
+
+
+def test_malformed_json_is_422(client: TestClient) -> None:
+    response = client.post("/v1/rerank", content=b'{"query": ', headers={"content-type": "application/json"})
+    assert "JSON" in error(response, 422, "validation")
+
+
+def test_too_many_candidates_is_413(client: TestClient) -> None:
+    message = error(client.post("/v1/rerank", json={"query": "q", "candidates": ["a"] * 4}), 413, "too_large")
+    assert "RERANK_MAX_CANDIDATES" in message
+
+
+def test_too_many_characters_is_413(client: TestClient) -> None:
+    message = error(client.post("/v1/rerank", json={"query": "q" * 90, "candidates": ["a" * 20]}), 413, "too_large")
+    assert "RERANK_MAX_REQUEST_CHARS" in message
+
+
+def test_empty_candidates_is_200_without_enqueueing(client: TestClient, flushed_redis: RedisServer) -> None:
+    response = client.post("/v1/rerank", json={"query": "q", "candidates": []})
+    assert response.status_code == 200
+    assert response.json()["results"] == []
+    assert response.json()["model"] == "some/model"
+    assert flushed_redis.client().keys("rq:*") == []
+
+
+def test_no_worker_is_503_at_once_and_enqueues_nothing(client: TestClient, flushed_redis: RedisServer) -> None:
+    started = time.monotonic()
+    response = client.post("/v1/rerank", json={"query": SEED_QUERY, "candidates": SEED_CANDIDATES})
+    assert time.monotonic() - started < 1
+    assert "rerank-server worker" in error(response, 503, "no_worker")
+    assert flushed_redis.client().llen("rq:queue:rerank") == 0
+    health = client.get("/health")
+    assert health.status_code == 503
+    assert health.json()["status"] == "no_worker"
+
+
+def test_unknown_route_is_json_404(client: TestClient) -> None:
+    error(client.get("/v1/nothing"), 404, "not_found")
+
+
+def test_openapi_documents_error_answers(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    responses = spec["paths"]["/v1/rerank"]["post"]["responses"]
+    assert {"200", "413", "422", "503", "504"} <= set(responses)
+    assert responses["503"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")

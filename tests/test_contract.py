@@ -1,0 +1,53 @@
+"""The job contract: names, shapes and ordering shared by API, worker and outside clients."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from rerank_server import contract
+
+
+def test_rank_sorts_best_first_and_keeps_input_order_on_ties() -> None:
+    ranked = contract.rank([0.2, 0.9, 0.2, 0.5])
+    assert [(r.index, r.score) for r in ranked] == [(1, 0.9), (3, 0.5), (0, 0.2), (2, 0.2)]
+    assert contract.rank([]) == []
+
+
+def test_payload_rejects_unknown_fields_and_wrong_types() -> None:
+    assert contract.RerankPayload(query="q", candidates=["a"]).score_mode is contract.ScoreMode.ACTIVATED
+    with pytest.raises(ValidationError, match="extra"):
+        contract.RerankPayload.model_validate({"query": "q", "candidates": ["a"], "pickle": "x"})
+    with pytest.raises(ValidationError, match="candidates"):
+        contract.RerankPayload.model_validate({"query": "q", "candidates": [1]})
+
+
+def test_payload_round_trips_through_rq_json_serializer() -> None:
+    from rq.serializers import resolve_serializer
+
+    serializer = resolve_serializer(contract.SERIALIZER)
+    payload = contract.RerankPayload(query="q", candidates=["a", "b"], score_mode="raw")
+    data = serializer.loads(serializer.dumps(payload.model_dump(mode="json")))
+    assert contract.RerankPayload.model_validate(data) == payload
+
+
+def test_queues_put_sync_before_bulk() -> None:
+    assert contract.QUEUES == (contract.SYNC_QUEUE, contract.BULK_QUEUE)
+
+
+def test_allowlisted_job_functions_exist_on_the_worker() -> None:
+    from rq.utils import import_attribute
+
+    for path in contract.ALLOWED_JOB_FUNCTIONS:
+        assert callable(import_attribute(path))
+
+
+def test_contract_and_api_import_without_torch() -> None:
+    code = (
+        "import sys, rerank_server.contract, rerank_server.settings, rerank_api.app;"
+        "assert 'torch' not in sys.modules and 'sentence_transformers' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -1,0 +1,54 @@
+"""Settings come from RERANK_* variables with documented defaults and are validated."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from rerank_server.settings import DEFAULT_MODEL, Settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("RERANK_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir("/")  # no stray .env
+
+
+def test_defaults() -> None:
+    s = Settings()
+    assert s.model == DEFAULT_MODEL == "BAAI/bge-reranker-v2-m3"
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert (s.host, s.port, s.device) == ("127.0.0.1", 8080, "auto")
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RERANK_MODEL", "/models/tiny")
+    monkeypatch.setenv("RERANK_MAX_CANDIDATES", "7")
+    monkeypatch.setenv("RERANK_MAX_LENGTH", "256")
+    monkeypatch.setenv("RERANK_WARMUP", "false")
+    s = Settings()
+    assert (s.model, s.max_candidates, s.max_length, s.warmup) == ("/models/tiny", 7, 256, False)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RERANK_PORT", "70000"),
+        ("RERANK_BATCH_SIZE", "0"),
+        ("RERANK_REQUEST_TIMEOUT_S", "-1"),
+        ("RERANK_LOG_LEVEL", "x"),
+    ],
+)
+def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_heartbeat_ttl_must_outlive_interval() -> None:
+    with pytest.raises(ValidationError, match="heartbeat_ttl_s"):
+        Settings(heartbeat_interval_s=2, heartbeat_ttl_s=1)

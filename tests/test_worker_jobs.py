@@ -1,0 +1,98 @@
+"""The worker in-process on fakeredis: real model, real RQ worker class, JSON jobs, the allowlist."""
+
+from __future__ import annotations
+
+import pickle
+import zlib
+
+import fakeredis
+import pytest
+from rq import Queue
+from rq.job import Job, JobStatus
+
+from rerank_server.contract import RERANK_JOB, SERIALIZER, SYNC_QUEUE, RerankResult
+from tests.conftest import SEED_CANDIDATES, SEED_QUERY
+
+
+@pytest.fixture(scope="module")
+def reranker(model_dir):
+    from rerank_worker import runtime
+
+    model = runtime.Reranker(str(model_dir), device="cpu", batch_size=2, max_length=None)
+    runtime.install(model)
+    return model
+
+
+@pytest.fixture
+def queue(reranker) -> Queue:
+    return Queue(SYNC_QUEUE, connection=fakeredis.FakeStrictRedis(), serializer=SERIALIZER)
+
+
+def run_burst(queue: Queue):
+    from rerank_worker.worker import RerankJob, RerankWorker
+
+    worker = RerankWorker([queue], connection=queue.connection, serializer=SERIALIZER, job_class=RerankJob)
+    worker.work(burst=True)
+    return worker
+
+
+def fetch(queue: Queue, job_id: str) -> Job:
+    return Job.fetch(job_id, connection=queue.connection, serializer=SERIALIZER)
+
+
+def test_job_scores_equal_cross_encoder_predict(queue: Queue, cross_encoder) -> None:
+    job = queue.enqueue(RERANK_JOB, {"query": SEED_QUERY, "candidates": SEED_CANDIDATES})
+    worker = run_burst(queue)
+    result = RerankResult.model_validate(fetch(queue, job.id).return_value())
+    want = cross_encoder.predict([(SEED_QUERY, c) for c in SEED_CANDIDATES])
+    assert [r.index for r in result.results] == sorted(range(3), key=lambda i: -want[i])
+    for r in result.results:
+        assert r.score == pytest.approx(float(want[r.index]), abs=1e-6)
+    assert result.device == "cpu"
+    assert result.worker == worker.name
+    assert worker.jobs_done == 1
+
+
+def test_raw_scores_are_logits(queue: Queue, cross_encoder) -> None:
+    import torch
+
+    job = queue.enqueue(RERANK_JOB, {"query": SEED_QUERY, "candidates": SEED_CANDIDATES, "score_mode": "raw"})
+    run_burst(queue)
+    result = RerankResult.model_validate(fetch(queue, job.id).return_value())
+    logits = cross_encoder.predict([(SEED_QUERY, c) for c in SEED_CANDIDATES], activation_fn=torch.nn.Identity())
+    assert {r.index: r.score for r in result.results} == pytest.approx(dict(enumerate(map(float, logits))), abs=1e-5)
+    assert min(r.score for r in result.results) < 0  # logits, not probabilities
+
+
+def test_bad_payload_fails_that_job_only(queue: Queue) -> None:
+    bad = queue.enqueue(RERANK_JOB, {"query": "q", "candidates": "not a list"})
+    good = queue.enqueue(RERANK_JOB, {"query": SEED_QUERY, "candidates": SEED_CANDIDATES})
+    worker = run_burst(queue)
+    assert fetch(queue, bad.id).get_status() == JobStatus.FAILED
+    assert "candidates" in fetch(queue, bad.id).latest_result().exc_string
+    assert fetch(queue, good.id).get_status() == JobStatus.FINISHED
+    assert (worker.jobs_done, worker.jobs_failed) == (1, 1)
+
+
+def test_job_naming_another_function_is_refused_not_run(queue: Queue, tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    job = queue.enqueue("os.system", f"touch {marker}")
+    run_burst(queue)
+    assert not marker.exists()
+    failed = fetch(queue, job.id)
+    assert failed.get_status() == JobStatus.FAILED
+    assert "refused" in failed.latest_result().exc_string
+
+
+def test_pickled_job_is_refused_and_worker_goes_on(queue: Queue, tmp_path) -> None:
+    pickled = Queue(SYNC_QUEUE, connection=queue.connection)  # default serializer: pickle
+    marker = tmp_path / "pwned"
+    evil = pickled.enqueue("os.system", f"touch {marker}")
+    good = queue.enqueue(RERANK_JOB, {"query": SEED_QUERY, "candidates": SEED_CANDIDATES})
+    raw = queue.connection.hget(evil.key, "data")
+    assert pickle.loads(zlib.decompress(raw))[0] == "os.system"  # a real pickle, as sent
+    worker = run_burst(queue)
+    assert not marker.exists()
+    assert queue.connection.hget(evil.key, "status") == b"failed"
+    assert fetch(queue, good.id).get_status() == JobStatus.FINISHED
+    assert (worker.jobs_done, worker.jobs_failed) == (1, 1)
