@@ -28,10 +28,16 @@ def queue(reranker) -> Queue:
     return Queue(SYNC_QUEUE, connection=fakeredis.FakeStrictRedis(), serializer=SERIALIZER)
 
 
-def run_burst(queue: Queue):
+def run_burst(queue: Queue, max_batch_pairs: int = 512):
     from rerank_worker.worker import RerankJob, RerankWorker
 
-    worker = RerankWorker([queue], connection=queue.connection, serializer=SERIALIZER, job_class=RerankJob)
+    worker = RerankWorker(
+        [queue],
+        connection=queue.connection,
+        serializer=SERIALIZER,
+        job_class=RerankJob,
+        max_batch_pairs=max_batch_pairs,
+    )
     worker.work(burst=True)
     return worker
 
@@ -96,3 +102,71 @@ def test_pickled_job_is_refused_and_worker_goes_on(queue: Queue, tmp_path) -> No
     assert queue.connection.hget(evil.key, "status") == b"failed"
     assert fetch(queue, good.id).get_status() == JobStatus.FINISHED
     assert (worker.jobs_done, worker.jobs_failed) == (1, 1)
+
+
+REQUESTS = [
+    ("machine learning", ["cooking recipes", "deep learning", "neural networks", "stock market"]),
+    ("astronomy", ["black holes", "pasta sauce"]),
+    ("gardening", ["growing tomatoes", "interest rates", "garden soil"]),
+    ("finance", ["bank loans"]),
+]
+
+
+def test_waiting_jobs_run_as_one_batch_with_the_same_scores_as_one_at_a_time(queue: Queue, cross_encoder) -> None:
+    ids = [queue.enqueue(RERANK_JOB, {"query": q, "candidates": c}).id for q, c in REQUESTS]
+    raw = queue.enqueue(RERANK_JOB, {"query": "astronomy", "candidates": ["planets and stars"], "score_mode": "raw"})
+    worker = run_burst(queue)
+    assert worker.batches == 1
+    assert worker.jobs_done == len(REQUESTS) + 1
+    for job_id, (query, candidates) in zip(ids, REQUESTS, strict=True):
+        result = RerankResult.model_validate(fetch(queue, job_id).return_value())
+        want = cross_encoder.predict([(query, c) for c in candidates])
+        assert [r.index for r in result.results] == sorted(range(len(candidates)), key=lambda i: -want[i])
+        assert {r.index: r.score for r in result.results} == pytest.approx(dict(enumerate(want.tolist())), abs=1e-5)
+    import torch
+
+    raw_score = RerankResult.model_validate(fetch(queue, raw.id).return_value()).results[0].score
+    logit = cross_encoder.predict([("astronomy", "planets and stars")], activation_fn=torch.nn.Identity())[0]
+    assert raw_score == pytest.approx(float(logit), abs=1e-5)  # a logit, though batched with activated jobs
+
+
+def test_budget_of_one_pair_runs_jobs_one_by_one_with_equal_results(queue: Queue) -> None:
+    ids = [queue.enqueue(RERANK_JOB, {"query": q, "candidates": c}).id for q, c in REQUESTS]
+    worker = run_burst(queue, max_batch_pairs=1)
+    assert worker.batches == len(REQUESTS)
+    one_by_one = [fetch(queue, i).return_value()["results"] for i in ids]
+    ids = [queue.enqueue(RERANK_JOB, {"query": q, "candidates": c}).id for q, c in REQUESTS]
+    assert run_burst(queue).batches == 1
+    batched = [fetch(queue, i).return_value()["results"] for i in ids]
+    for a, b in zip(one_by_one, batched, strict=True):
+        assert [r["index"] for r in a] == [r["index"] for r in b]
+        assert [r["score"] for r in a] == pytest.approx([r["score"] for r in b], abs=1e-5)
+
+
+def test_a_job_that_breaks_the_model_call_fails_alone(queue: Queue, reranker, monkeypatch) -> None:
+    real = reranker.score_many
+
+    def fragile(requests, mode):
+        if any(query == "boom" for query, _ in requests):
+            raise RuntimeError("tokenizer exploded on 'boom'")
+        return real(requests, mode)
+
+    monkeypatch.setattr(reranker, "score_many", fragile)
+    good = [queue.enqueue(RERANK_JOB, {"query": q, "candidates": c}).id for q, c in REQUESTS[:2]]
+    bad = queue.enqueue(RERANK_JOB, {"query": "boom", "candidates": ["x"]}).id
+    worker = run_burst(queue)
+    assert worker.batches == 1
+    assert fetch(queue, bad).get_status() == JobStatus.FAILED
+    assert "tokenizer exploded" in fetch(queue, bad).latest_result().exc_string
+    assert [fetch(queue, i).get_status() for i in good] == [JobStatus.FINISHED] * 2
+    assert (worker.jobs_done, worker.jobs_failed) == (2, 1)
+
+
+def test_batch_stops_at_a_foreign_job_and_runs_it_after(queue: Queue, tmp_path) -> None:
+    first = queue.enqueue(RERANK_JOB, {"query": "finance", "candidates": ["bank loans"]}).id
+    foreign = queue.enqueue("os.getcwd").id
+    last = queue.enqueue(RERANK_JOB, {"query": "finance", "candidates": ["stock market"]}).id
+    worker = run_burst(queue)
+    assert fetch(queue, foreign).get_status() == JobStatus.FAILED
+    assert [fetch(queue, i).get_status() for i in (first, last)] == [JobStatus.FINISHED] * 2
+    assert worker.batches == 2

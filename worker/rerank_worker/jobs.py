@@ -2,6 +2,10 @@
 
 Each takes JSON-decoded arguments, validates them against the contract, and returns a
 JSON-ready dict: RQ's JSON serializer silently replaces values it cannot encode.
+
+:class:`~rerank_worker.worker.RerankWorker` usually runs several waiting :data:`RERANK_JOB` jobs
+together through :func:`score_payloads` instead of calling :func:`rerank` once per job; both give
+the same scores.
 """
 
 from __future__ import annotations
@@ -11,8 +15,36 @@ from typing import Any
 
 from rq import get_current_job
 
-from rerank_server.contract import RerankPayload, RerankResult, rank
+from rerank_server.contract import RerankPayload, RerankResult, ScoreMode, rank
 from rerank_worker import runtime
+
+
+def score_payloads(payloads: list[RerankPayload]) -> tuple[list[list[float]], float]:
+    """Scores for each payload in input order, from one model call per score mode, and the time it took (ms)."""
+    model = runtime.resident()
+    started = time.perf_counter()
+    scores: list[list[float]] = [[] for _ in payloads]
+    for mode in ScoreMode:
+        members = [i for i, p in enumerate(payloads) if p.score_mode is mode and p.candidates]
+        if not members:
+            continue
+        grouped = model.score_many([(payloads[i].query, payloads[i].candidates) for i in members], mode)
+        for i, group_scores in zip(members, grouped, strict=True):
+            scores[i] = group_scores
+    return scores, (time.perf_counter() - started) * 1000
+
+
+def make_result(scores: list[float], *, worker: str, queue_ms: float, inference_ms: float) -> dict[str, Any]:
+    """The contract's result for one job, as the JSON-ready dict RQ stores."""
+    model = runtime.resident()
+    return RerankResult(
+        results=rank(scores),
+        model=model.model_name,
+        device=model.device,
+        worker=worker,
+        queue_ms=round(queue_ms, 3),
+        inference_ms=round(inference_ms, 3),
+    ).model_dump(mode="json")
 
 
 def rerank(payload: dict[str, Any]) -> dict[str, Any]:
@@ -20,18 +52,9 @@ def rerank(payload: dict[str, Any]) -> dict[str, Any]:
     request = RerankPayload.model_validate(payload)
     job = get_current_job()
     queue_ms = 0.0
-    worker = ""
     if job is not None and job.enqueued_at and job.started_at:
         queue_ms = max(0.0, (job.started_at - job.enqueued_at).total_seconds() * 1000)
-        worker = job.worker_name or ""
-    model = runtime.resident()
-    started = time.perf_counter()
-    scores = model.score(request.query, request.candidates, request.score_mode)
-    return RerankResult(
-        results=rank(scores),
-        model=model.model_name,
-        device=model.device,
-        worker=worker,
-        queue_ms=round(queue_ms, 3),
-        inference_ms=round((time.perf_counter() - started) * 1000, 3),
-    ).model_dump(mode="json")
+    (scores,), inference_ms = score_payloads([request])
+    return make_result(
+        scores, worker=(job.worker_name or "") if job else "", queue_ms=queue_ms, inference_ms=inference_ms
+    )

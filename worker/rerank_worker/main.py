@@ -60,6 +60,7 @@ def run(settings: Settings) -> int:
         job_class=RerankJob,
         worker_ttl=WORKER_TTL_S,
         log_job_description=False,
+        max_batch_pairs=settings.max_batch_pairs,
     )
     started_at = time.time()
 

@@ -39,17 +39,31 @@ class Reranker:
 
     def score(self, query: str, candidates: list[str], mode: ScoreMode = ScoreMode.ACTIVATED) -> list[float]:
         """Scores in input order, as ``CrossEncoder.predict`` gives them, as plain floats (JSON-safe)."""
-        if not candidates:
-            return []
+        return self.score_many([(query, candidates)], mode)[0]
+
+    def score_many(self, requests: list[tuple[str, list[str]]], mode: ScoreMode) -> list[list[float]]:
+        """Scores for several (query, candidates) requests from one ``predict`` call.
+
+        ``predict`` sorts all pairs by length before cutting micro-batches, so pairs from different
+        requests share batches with little padding; each pair's score does not depend on its batch.
+        """
+        pairs = [(query, c) for query, candidates in requests for c in candidates]
+        if not pairs:
+            return [[] for _ in requests]
         activation = torch.nn.Identity() if mode is ScoreMode.RAW else None
-        scores = self.model.predict(
-            [(query, c) for c in candidates],
+        flat = self.model.predict(
+            pairs,
             batch_size=self.batch_size,
             activation_fn=activation,
             show_progress_bar=False,
             convert_to_numpy=True,
         )
-        return [float(s) for s in scores.reshape(len(candidates))]
+        scores = [float(s) for s in flat.reshape(len(pairs))]
+        out, start = [], 0
+        for _, candidates in requests:
+            out.append(scores[start : start + len(candidates)])
+            start += len(candidates)
+        return out
 
     def warmup(self) -> None:
         """One small forward pass so kernels and allocator pools exist before the first request."""
