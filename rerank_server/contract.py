@@ -26,8 +26,13 @@ QUEUES = (SYNC_QUEUE, BULK_QUEUE)
 
 #: Job function that scores one query against its candidates.
 RERANK_JOB = "rerank_worker.jobs.rerank"
+#: Job function that scores many items in chunks, reporting progress; enqueue it on :data:`BULK_QUEUE`.
+BULK_JOB = "rerank_worker.jobs.rerank_bulk"
 #: The worker refuses every job whose function is not listed here (RQ would import any name).
-ALLOWED_JOB_FUNCTIONS = frozenset({RERANK_JOB})
+ALLOWED_JOB_FUNCTIONS = frozenset({RERANK_JOB, BULK_JOB})
+
+#: ``job.meta[PROGRESS_META]`` of a running bulk job: ``{"done": pairs scored, "total": pairs}``.
+PROGRESS_META = "progress"
 
 #: Live-worker records: ``WORKER_KEY_PREFIX + name`` holds a :class:`WorkerInfo` JSON with a TTL,
 #: and ``WORKERS_SET`` lists the names so readers need no SCAN.
@@ -68,6 +73,50 @@ class RerankResult(BaseModel):
     worker: str
     queue_ms: float = Field(description="Time the job waited in the queue before a worker took it.")
     inference_ms: float = Field(description="Time spent tokenizing and scoring on the worker.")
+
+
+class BulkItem(BaseModel):
+    """One query and its candidates inside a bulk job; ``id`` is the client's own, echoed back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None
+    query: str
+    candidates: list[str]
+
+
+class BulkPayload(BaseModel):
+    """The single argument of :data:`BULK_JOB`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[BulkItem]
+    score_mode: ScoreMode = ScoreMode.ACTIVATED
+
+    @property
+    def pairs(self) -> int:
+        return sum(len(item.candidates) for item in self.items)
+
+
+class BulkItemResult(BaseModel):
+    id: str | None
+    results: list[ScoredIndex] = Field(description="Every candidate of the item, best first.")
+
+
+class BulkResult(BaseModel):
+    """Return value of :data:`BULK_JOB`: one entry per item, in input order."""
+
+    items: list[BulkItemResult]
+    model: str
+    device: str
+    worker: str
+    pairs: int
+    inference_ms: float
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
 
 
 class WorkerInfo(BaseModel):

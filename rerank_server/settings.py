@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     max_length: int | None = Field(
         None, ge=8, description="Max tokens per (query, candidate) pair; longer pairs are truncated. Default: model's."
     )
+    bulk_chunk_pairs: int = Field(
+        256, ge=1, description="Bulk jobs are scored this many pairs at a time; sync requests run in between."
+    )
     warmup: bool = Field(True, description="Run one forward pass at start-up so the first request is not slow.")
     heartbeat_interval_s: float = Field(1.0, gt=0, description="How often a worker says it is alive.")
     heartbeat_ttl_s: float = Field(3.0, gt=0, description="A worker silent this long is taken for dead.")
@@ -48,6 +51,10 @@ class Settings(BaseSettings):
         2_000_000, ge=1, description="More characters (query + candidates) in one request -> 413."
     )
     result_ttl_s: int = Field(60, ge=1, description="How long a sync job's result stays in Redis after it finishes.")
+    bulk_max_pairs: int = Field(1_000_000, ge=1, description="More pairs in one bulk job submitted over HTTP -> 413.")
+    bulk_result_ttl_s: int = Field(7 * 86400, ge=1, description="How long a finished bulk job and its result are kept.")
+    bulk_failure_ttl_s: int = Field(7 * 86400, ge=1, description="How long a failed or cancelled bulk job is kept.")
+    bulk_job_timeout_s: int = Field(86400, ge=1, description="A bulk job running longer than this is stopped.")
 
     @model_validator(mode="after")
     def _heartbeat_outlives_interval(self) -> Settings:

@@ -15,8 +15,16 @@ from typing import Any
 
 from rq import get_current_job
 
-from rerank_server.contract import RerankPayload, RerankResult, ScoreMode, rank
-from rerank_worker import runtime
+from rerank_server.contract import (
+    BulkItemResult,
+    BulkPayload,
+    BulkResult,
+    RerankPayload,
+    RerankResult,
+    ScoreMode,
+    rank,
+)
+from rerank_worker import bulk, runtime
 
 
 def score_payloads(payloads: list[RerankPayload]) -> tuple[list[list[float]], float]:
@@ -58,3 +66,19 @@ def rerank(payload: dict[str, Any]) -> dict[str, Any]:
     return make_result(
         scores, worker=(job.worker_name or "") if job else "", queue_ms=queue_ms, inference_ms=inference_ms
     )
+
+
+def rerank_bulk(payload: dict[str, Any]) -> dict[str, Any]:
+    """Score every item of a bulk payload in chunks; results per item in input order, each best first."""
+    request = BulkPayload.model_validate(payload)
+    scores, inference_ms = bulk.score(request, bulk.installed())
+    model = runtime.resident()
+    job = get_current_job()
+    return BulkResult(
+        items=[BulkItemResult(id=item.id, results=rank(s)) for item, s in zip(request.items, scores, strict=True)],
+        model=model.model_name,
+        device=model.device,
+        worker=(job.worker_name or "") if job else "",
+        pairs=request.pairs,
+        inference_ms=round(inference_ms, 3),
+    ).model_dump(mode="json")

@@ -16,7 +16,7 @@ import uuid
 from rerank_server.contract import QUEUES, SERIALIZER, WorkerInfo
 from rerank_server.redis_conn import connect
 from rerank_server.settings import Settings
-from rerank_worker import runtime
+from rerank_worker import bulk, runtime
 from rerank_worker.device import resolve_device
 from rerank_worker.heartbeat import Heartbeat
 from rerank_worker.worker import RerankJob, RerankWorker
@@ -62,6 +62,7 @@ def run(settings: Settings) -> int:
         log_job_description=False,
         max_batch_pairs=settings.max_batch_pairs,
     )
+    bulk.install(bulk.BulkConfig(chunk_pairs=settings.bulk_chunk_pairs, after_chunk=worker.between_chunks))
     started_at = time.time()
 
     def info() -> WorkerInfo:

@@ -8,6 +8,11 @@ own success and failure handlers. A job with a bad payload fails alone.
 
 :class:`RerankJob` refuses every function outside the contract's allowlist before RQ imports it,
 so a job naming ``os.system`` fails instead of running.
+
+Bulk jobs run through RQ's own path; after each chunk they call :meth:`RerankWorker.between_chunks`,
+which records progress, keeps the job's heartbeat fresh, stops the job if it was cancelled, and
+serves the sync jobs that arrived meanwhile, so a long bulk job delays a sync request by at most
+one chunk.
 """
 
 from __future__ import annotations
@@ -17,21 +22,32 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from rq import Queue, SimpleWorker
-from rq.exceptions import DeserializationError
+from rq import Queue, SimpleWorker, get_current_job
+from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.timeouts import JobTimeoutException
-from rq.utils import now
+from rq.utils import as_text, now
 from rq.worker import WorkerStatus
 
-from rerank_server.contract import ALLOWED_JOB_FUNCTIONS, RERANK_JOB, RerankPayload
+from rerank_server.contract import (
+    ALLOWED_JOB_FUNCTIONS,
+    PROGRESS_META,
+    RERANK_JOB,
+    SYNC_QUEUE,
+    Progress,
+    RerankPayload,
+)
 from rerank_worker import jobs
 
 
 class RefusedJob(Exception):
     """A job named a function this worker does not run."""
+
+
+class JobCancelled(Exception):
+    """A running bulk job was cancelled; RQ records it as stopped."""
 
 
 class RerankJob(Job):
@@ -70,6 +86,7 @@ class RerankWorker(SimpleWorker):
     def __init__(self, *args: Any, max_batch_pairs: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_batch_pairs = max_batch_pairs
+        self._sync_queue = next(q for q in self.queues if q.name == SYNC_QUEUE)
         self.jobs_done = 0
         self.jobs_failed = 0
         self.batches = 0
@@ -88,13 +105,70 @@ class RerankWorker(SimpleWorker):
         if not _is_rerank(job):
             super().execute_job(job, queue)
             return
-        batch, leftover = self._collect_batch(_Running(job, queue))
-        self._run_batch(batch)
+        batch, leftover = self._collect_batch(_Running(job, queue), sync_only=False)
+        self._run_batch(batch, nested=False)
         self.set_state(WorkerStatus.IDLE)
         if leftover is not None:
             super().execute_job(*leftover)
 
-    def _collect_batch(self, first: _Running) -> tuple[list[_Running], tuple[Job, Queue] | None]:
+    def between_chunks(self, progress: Progress) -> None:
+        """Called by a running bulk job after each chunk (see :mod:`rerank_worker.bulk`)."""
+        job = get_current_job()
+        if job is None:
+            return
+        job.meta[PROGRESS_META] = progress.model_dump()
+        job.save_meta()
+        if job.get_status(refresh=True) in (JobStatus.CANCELED, JobStatus.STOPPED):
+            self._stopped_job_id = job.id
+            raise JobCancelled(f"job {job.id} was cancelled after {progress.done} of {progress.total} pairs")
+        bulk_execution = self.execution
+        self.maintain_heartbeats(job)
+        if progress.done < progress.total:
+            self._serve_sync()
+        self.execution = bulk_execution
+        self.set_current_job_id(job.id)
+        self.set_state(WorkerStatus.BUSY)
+
+    def _serve_sync(self) -> None:
+        """Run the sync jobs waiting now, in batches; anything else waits for the bulk job to end."""
+        while not self._stop_requested:
+            found = self._pop_sync()
+            if found is None:
+                return
+            if not _is_rerank(found[0]):
+                self._sync_queue.push_job_id(found[0].id, at_front=True)
+                return
+            batch, leftover = self._collect_batch(_Running(*found), sync_only=True)
+            self._run_batch(batch, nested=True)
+            if leftover is not None:
+                self._sync_queue.push_job_id(leftover[0].id, at_front=True)
+                return
+
+    def _pop_sync(self) -> tuple[Job, Queue] | None:
+        """The next job on the sync queue, without blocking (RQ's ``dequeue_any`` would also take bulk jobs)."""
+        while True:
+            popped = self.queue_class.lpop([self._sync_queue.key], None, connection=self.connection)
+            if popped is None:
+                return None
+            try:
+                job = self.job_class.fetch(as_text(popped[1]), connection=self.connection, serializer=self.serializer)
+            except NoSuchJobError:  # expired while queued (its caller gave up)
+                continue
+            return job, self._sync_queue
+
+    def _pop(self, sync_only: bool) -> tuple[Job, Queue] | None:
+        if sync_only:
+            return self._pop_sync()
+        return self.queue_class.dequeue_any(
+            self._ordered_queues,
+            None,
+            connection=self.connection,
+            job_class=self.job_class,
+            serializer=self.serializer,
+            death_penalty_class=self.death_penalty_class,
+        )
+
+    def _collect_batch(self, first: _Running, *, sync_only: bool) -> tuple[list[_Running], tuple[Job, Queue] | None]:
         """``first`` plus the rerank jobs already queued, up to :attr:`max_batch_pairs` pairs.
 
         Stops at the first job that is not a rerank job and returns it to be run on its own.
@@ -102,14 +176,7 @@ class RerankWorker(SimpleWorker):
         batch = [first]
         pairs = self._parse(first)
         while pairs < self.max_batch_pairs and not self._stop_requested:
-            found = self.queue_class.dequeue_any(
-                self._ordered_queues,
-                None,
-                connection=self.connection,
-                job_class=self.job_class,
-                serializer=self.serializer,
-                death_penalty_class=self.death_penalty_class,
-            )
+            found = self._pop(sync_only)
             if found is None:
                 break
             if not _is_rerank(found[0]):
@@ -130,29 +197,34 @@ class RerankWorker(SimpleWorker):
             return 0
         return len(running.payload.candidates)
 
-    def _run_batch(self, batch: list[_Running]) -> None:
+    def _run_batch(self, batch: list[_Running], *, nested: bool) -> None:
+        """Score ``batch`` and finish its jobs. ``nested``: inside a bulk job, whose timeout alarm must stay."""
         for running in batch:
             running.execution = self.prepare_execution(running.job)
             self.prepare_job_execution(running.job)
             running.job.started_at = now()
         valid = [r for r in batch if r.payload is not None]
-        self._score(valid)
+        self._score(valid, nested=nested)
         if len(valid) > 1 and any(r.error for r in valid):
             # A failure of the shared call says nothing about each job: retry them one by one.
             for running in valid:
                 running.error = None
-                self._score([running])
+                self._score([running], nested=nested)
         self.batches += 1
         for running in batch:
             self._finish(running)
 
-    def _score(self, members: list[_Running]) -> None:
+    def _score(self, members: list[_Running], *, nested: bool) -> None:
         if not members:
             return
         timeout = max(r.job.timeout or self.queue_class.DEFAULT_TIMEOUT for r in members)
+        payloads = [r.payload for r in members]
         try:
-            with self.death_penalty_class(timeout, JobTimeoutException, job_id=members[0].job.id):
-                scores, inference_ms = jobs.score_payloads([r.payload for r in members])  # type: ignore[misc]
+            if nested:
+                scores, inference_ms = jobs.score_payloads(payloads)  # type: ignore[arg-type]
+            else:
+                with self.death_penalty_class(timeout, JobTimeoutException, job_id=members[0].job.id):
+                    scores, inference_ms = jobs.score_payloads(payloads)  # type: ignore[arg-type]
         except Exception:
             error = sys.exc_info()
             for running in members:
