@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from rerank_server.settings import Settings
 
@@ -42,6 +43,28 @@ def _up(args: argparse.Namespace) -> int:
     return run(_settings(args))
 
 
+def _bulk(args: argparse.Namespace) -> int:
+    from rerank_server import bulk_cli
+    from rerank_server.client import HttpClient, QueueClient
+    from rerank_server.contract import ScoreMode
+
+    settings = Settings(**{k: v for k, v in {"redis_url": args.redis_url}.items() if v is not None})
+    if args.via == "redis":
+        client: HttpClient | QueueClient = QueueClient(settings=settings)
+    else:
+        client = HttpClient(args.url or f"http://{settings.host}:{settings.port}", api_key=args.api_key)
+    try:
+        return bulk_cli.run(
+            args.input,
+            args.output,
+            client,
+            items_per_job=args.items_per_job,
+            score_mode=ScoreMode.RAW if args.raw_scores else ScoreMode.ACTIVATED,
+        )
+    finally:
+        client.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rerank-server", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     model_options(up)
     http_options(up)
     up.set_defaults(func=_up)
+
+    bulk = sub.add_parser("bulk", help="rerank a JSONL file of {id, query, candidates} items as bulk jobs")
+    bulk.add_argument("input", type=Path, help="JSONL input, one item per line")
+    bulk.add_argument("-o", "--output", type=Path, required=True, help="JSONL output, one result per input line")
+    bulk.add_argument("--via", choices=["http", "redis"], default="http", help="submit over HTTP (default) or to Redis")
+    bulk.add_argument("--url", help="API base URL (default http://RERANK_HOST:RERANK_PORT)")
+    bulk.add_argument("--redis-url", dest="redis_url", help="with --via redis; env RERANK_REDIS_URL")
+    bulk.add_argument("--api-key", dest="api_key", help="sent as Authorization: Bearer <key>")
+    bulk.add_argument("--items-per-job", dest="items_per_job", type=int, default=1000, help="default 1000")
+    bulk.add_argument("--raw-scores", dest="raw_scores", action="store_true", help="raw logits, not activated scores")
+    bulk.set_defaults(func=_bulk)
     return parser
 
 

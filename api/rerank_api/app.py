@@ -12,11 +12,12 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from rerank_api import errors
+from rerank_api import bulk, errors
 from rerank_api.dispatch import WAIT_SLICE_S, Dispatcher
 from rerank_api.monitor import WorkerMonitor
 from rerank_api.routes import router
 from rerank_server import __version__
+from rerank_server.bulk_jobs import BulkJobs
 from rerank_server.redis_conn import connect
 from rerank_server.settings import Settings
 
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timeout_s=settings.request_timeout_s,
             result_ttl_s=settings.result_ttl_s,
         )
+        app.state.bulk_jobs = BulkJobs.from_settings(sync_redis, settings)
         task = asyncio.create_task(monitor.run(), name="worker-monitor")
         try:
             yield
@@ -72,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     app.include_router(router)
+    app.include_router(bulk.router)
     return app
 
 

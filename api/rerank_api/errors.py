@@ -20,6 +20,7 @@ class ErrorType(StrEnum):
     VALIDATION = "validation"
     TOO_LARGE = "too_large"
     NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
     NO_WORKER = "no_worker"
     WORKER_LOST = "worker_lost"
     QUEUE_UNAVAILABLE = "queue_unavailable"
@@ -32,6 +33,7 @@ STATUS: dict[ErrorType, int] = {
     ErrorType.VALIDATION: 422,
     ErrorType.TOO_LARGE: 413,
     ErrorType.NOT_FOUND: 404,
+    ErrorType.CONFLICT: 409,
     ErrorType.NO_WORKER: 503,
     ErrorType.WORKER_LOST: 503,
     ErrorType.QUEUE_UNAVAILABLE: 503,
@@ -43,7 +45,8 @@ STATUS: dict[ErrorType, int] = {
 DESCRIPTION: dict[ErrorType, str] = {
     ErrorType.VALIDATION: "A field is missing or has the wrong type; the message names it.",
     ErrorType.TOO_LARGE: "More candidates or characters than the server accepts.",
-    ErrorType.NOT_FOUND: "No such route or job.",
+    ErrorType.NOT_FOUND: "No such route, or no such job (unknown id, or its results expired).",
+    ErrorType.CONFLICT: "The job is already finished or failed and cannot be cancelled.",
     ErrorType.NO_WORKER: "No worker is alive to run the job.",
     ErrorType.WORKER_LOST: "The worker running the job died before finishing it.",
     ErrorType.QUEUE_UNAVAILABLE: "Redis cannot be reached.",

@@ -1,0 +1,111 @@
+"""``rerank-server bulk``: rerank a JSONL file of items through bulk jobs, with a progress bar.
+
+Each input line is ``{"id"?: str, "query": str, "candidates": [str, ...]}``. The items are sent as
+jobs of ``--items-per-job`` items (so several workers can share a large file), over HTTP or
+straight to Redis; each output line is ``{"id", "results": [{"index", "score"}, ...]}``, best
+first, in input order.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import ValidationError
+
+from rerank_server.bulk_jobs import JobState
+from rerank_server.client import HttpClient, QueueClient
+from rerank_server.contract import BulkItem, ScoreMode
+
+
+class InputError(ValueError):
+    """A line of the input file is not a valid item."""
+
+
+def read_items(path: Path) -> list[BulkItem]:
+    items = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                items.append(BulkItem.model_validate_json(line))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "line"
+                raise InputError(f"{path}:{number}: {where}: {first['msg']}") from None
+    return items
+
+
+class ProgressBar:
+    """One line on stderr, redrawn in place: ``[#####.....] 1200/4000 pairs  30%``."""
+
+    def __init__(self, total: int, out: TextIO = sys.stderr, width: int = 30) -> None:
+        self.total, self.out, self.width = total, out, width
+        self.started = time.monotonic()
+
+    def show(self, done: int) -> None:
+        fraction = done / self.total if self.total else 1.0
+        filled = int(fraction * self.width)
+        rate = done / max(time.monotonic() - self.started, 1e-9)
+        bar = "#" * filled + "." * (self.width - filled)
+        self.out.write(f"\r[{bar}] {done}/{self.total} pairs {fraction:4.0%}  {rate:,.0f} pairs/s")
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.write("\n")
+
+
+def run(
+    input_path: Path,
+    output_path: Path,
+    client: HttpClient | QueueClient,
+    *,
+    items_per_job: int,
+    score_mode: ScoreMode,
+    poll_s: float = 0.5,
+) -> int:
+    """Submit, follow and collect; returns the exit code (0 when every job finished)."""
+    try:
+        items = read_items(input_path)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    batches = [items[i : i + items_per_job] for i in range(0, len(items), items_per_job)]
+    job_ids = [client.submit_bulk(batch, score_mode=score_mode) for batch in batches]
+    print(f"submitted {len(items)} items as {len(job_ids)} job(s)", file=sys.stderr)
+
+    pairs = {job_id: sum(len(i.candidates) for i in batch) for job_id, batch in zip(job_ids, batches, strict=True)}
+    bar = ProgressBar(sum(pairs.values()))
+    states: dict[str, JobState] = {}
+    while True:
+        for job_id in job_ids:
+            if job_id not in states or not states[job_id].done:
+                states[job_id] = client.job(job_id)
+        bar.show(sum(_pairs_done(states[j], pairs[j]) for j in job_ids))
+        if all(state.done for state in states.values()):
+            break
+        time.sleep(poll_s)
+    bar.close()
+
+    failed = [s for s in states.values() if s.status != "finished"]
+    for state in failed:
+        print(f"error: job {state.id} {state.status}: {state.error}", file=sys.stderr)
+    if failed:
+        return 1
+    with output_path.open("w", encoding="utf-8") as out:
+        for job_id in job_ids:
+            result = states[job_id].result
+            assert result is not None
+            for item in result.items:
+                out.write(item.model_dump_json() + "\n")
+    print(f"wrote {len(items)} results to {output_path}", file=sys.stderr)
+    return 0
+
+
+def _pairs_done(state: JobState, pairs: int) -> int:
+    if state.status == "finished":
+        return pairs
+    return state.progress.done if state.progress else 0
