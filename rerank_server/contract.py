@@ -127,6 +127,7 @@ class WorkerInfo(BaseModel):
     pid: int
     model: str
     device: str
+    dtype: str
     max_length: int
     queues: list[str]
     started_at: float

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # --- worker / model runtime ----------------------------------------------------------------
     model: str = Field(DEFAULT_MODEL, description="Hugging Face id or local folder of a CrossEncoder.")
     device: str = Field("auto", description="auto (mps, then cuda, then cpu), or a torch device: cpu, cuda:0, mps.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="Model precision; auto: float16 on cuda and mps, float32 on cpu."
+    )
     batch_size: int = Field(32, ge=1, description="Pairs per forward pass (micro-batch).")
     max_batch_pairs: int = Field(
         512, ge=1, description="Waiting jobs are scored together up to this many pairs; 1 turns batching off."

@@ -170,3 +170,23 @@ def test_batch_stops_at_a_foreign_job_and_runs_it_after(queue: Queue, tmp_path) 
     assert fetch(queue, foreign).get_status() == JobStatus.FAILED
     assert [fetch(queue, i).get_status() for i in (first, last)] == [JobStatus.FINISHED] * 2
     assert worker.batches == 2
+
+
+def test_dtype_auto_is_half_on_gpus_and_float_on_cpu() -> None:
+    from rerank_worker.runtime import resolve_dtype
+
+    assert [resolve_dtype("auto", d) for d in ("cuda", "cuda:1", "mps", "cpu")] == ["float16"] * 3 + ["float32"]
+    assert resolve_dtype("bfloat16", "cpu") == "bfloat16"
+
+
+def test_reduced_precision_model_loads_in_that_dtype_and_ranks_alike(model_dir, reranker) -> None:
+    import torch
+
+    from rerank_worker.runtime import Reranker
+
+    half = Reranker(str(model_dir), device="cpu", batch_size=8, max_length=None, dtype="bfloat16")
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    full_scores = reranker.score(SEED_QUERY, SEED_CANDIDATES)
+    half_scores = half.score(SEED_QUERY, SEED_CANDIDATES)
+    assert half_scores == pytest.approx(full_scores, abs=0.05)
+    assert sorted(range(3), key=lambda i: -half_scores[i]) == sorted(range(3), key=lambda i: -full_scores[i])

@@ -36,6 +36,7 @@ def run(settings: Settings) -> int:
             device=resolve_device(settings.device),
             batch_size=settings.batch_size,
             max_length=settings.max_length,
+            dtype=settings.dtype,
         )
         if settings.warmup:
             model.warmup()
@@ -72,6 +73,7 @@ def run(settings: Settings) -> int:
             pid=os.getpid(),
             model=model.model_name,
             device=model.device,
+            dtype=model.dtype,
             max_length=model.max_length,
             queues=list(QUEUES),
             started_at=started_at,

