@@ -1,4 +1,4 @@
-"""The ``rerank-server`` command: ``worker``, ``api`` and ``up`` (everything on one machine).
+"""The ``rerank-server`` command: ``worker``, ``api``, ``up`` (everything on one machine) and ``launchd``.
 
 The CLI only parses arguments into :class:`Settings` and hands over; every option is also a
 ``RERANK_*`` environment variable.
@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     model_options(up)
     http_options(up)
     up.set_defaults(func=_up)
+
+    from rerank_server.deploy import launchd
+
+    launchd.register(sub, [common, model_options, http_options])
     return parser
 
 
