@@ -26,8 +26,9 @@ case "$1" in
   print)
     label=${2##*/}
     if [ ! -e "$FAKE_STATE/$label" ]; then echo "Could not find service \"$label\" in domain" >&2; exit 113; fi
-    printf '%s = {\n\tactive count = 1\n\tstate = %s\n\tpid = 4242\n\tlast exit code = %s\n\tenvironment = {\n\t\tstate = nested\n\t}\n}\n' \
-      "$2" "${FAKE_STATE_NAME:-running}" "${FAKE_LAST_EXIT:-(never exited)}" ;;
+    printf '%s = {\n\tactive count = 1\n\tstate = %s\n\tpid = 4242\n' "$2" "${FAKE_STATE_NAME:-running}"
+    last=${FAKE_LAST_EXIT:-"(never exited)"}
+    printf "\tlast exit code = %s\n\tenvironment = {\n\t\tstate = nested\n\t}\n}\n" "$last" ;;
   *) echo "fake launchctl: unexpected $*" >&2; exit 64 ;;
 esac
 """
