@@ -21,6 +21,14 @@ UID = os.getuid()
 LABELS = {name: f"com.rerank-server.{name}" for name in ("redis", "worker", "api")}
 
 
+@pytest.fixture(autouse=True)
+def _only_given_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings built here see no RERANK_* variable or .env file of the developer's."""
+    for key in [k for k in os.environ if k.startswith("RERANK_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def fake(tmp_path: Path) -> fakes.Fakes:
     return fakes.make(tmp_path / "fakes")
@@ -199,3 +207,20 @@ def _health(url: str) -> dict:
         return httpx.get(f"{url}/health", timeout=2).json()
     except (httpx.HTTPError, ValueError):
         return {}
+
+
+@pytest.mark.parametrize("service", ["redis", "worker", "api"])
+def test_the_examples_in_launchd_folder_are_what_install_writes(service: str) -> None:
+    """launchd/ shows users the plists; they must stay what the code generates for the README's example."""
+    folder = Path(__file__).parent.parent / "launchd"
+    url = "redis://:PASSWORD@127.0.0.1:6379/0"
+    built = plists.build(
+        Settings(redis_url=url),
+        python="/Users/you/rerank-server/.venv/bin/python",
+        workdir=Path("/Users/you/rerank-server"),
+        layout=plists.Layout(Path("/Users/you")),
+        extra_env={},
+        redis_server="/opt/homebrew/bin/redis-server",
+    )
+    assert plistlib.loads((folder / f"{LABELS[service]}.plist").read_bytes()) == built[service]
+    assert (folder / "redis.conf").read_text() == plists.redis_conf(url)
