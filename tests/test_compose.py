@@ -1,5 +1,5 @@
 """The Compose files: ``docker compose config`` accepts them, Redis always has a password, workers scale,
-the API image has no torch, and the client example really talks to a server over HTTP and Redis."""
+and the API image has no torch. (The client example's script runs against real services in test_launchd.py.)"""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import RedisServer, Stack, free_port
 
 COMPOSE = Path(__file__).parent.parent / "compose"
 TESTED_FILES = {"compose.yaml", "compose.cuda.yaml", "client.example.yaml"}
@@ -150,31 +147,3 @@ def test_constraints_pin_every_runtime_dependency() -> None:
         assert name in pins, f"{name} is not pinned in compose/constraints.txt"
         assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])
     assert pins["torch"] == "2.13.0"
-
-
-@pytest.mark.e2e
-def test_client_example_scores_over_http_and_direct_redis(model_dir, tmp_path) -> None:
-    """The script the client container runs, against a real stack whose Redis has a password."""
-    redis = RedisServer(port=free_port(), password=PASSWORD)
-    redis.start()
-    stack = Stack(redis.url, model_dir, tmp_path)
-    try:
-        stack.start_api()
-        stack.start_worker()
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("RERANK_")},
-            "RERANK_URL": stack.url,
-            "RERANK_REDIS_URL": redis.url,
-        }
-        result = subprocess.run(
-            [sys.executable, str(COMPOSE / "client_example.py")], env=env, capture_output=True, text=True, timeout=120
-        )
-    finally:
-        stack.stop()
-        redis.stop()
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0] == "health: ok, 1 worker(s), device cpu"
-    assert re.fullmatch(r"http: \[\(\d, [\d.]+\), \(\d, [\d.]+\), \(1, [\d.]+\)\]", lines[1]), lines[1]
-    bulk = [line.split(": ")[1] for line in lines[2:]]
-    assert bulk[0].endswith(", 1]") and bulk[1].startswith("[1,")  # "cooking recipes" last, then first

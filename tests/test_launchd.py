@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import plistlib
+import re
 import stat
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from tests import fakes
 from tests.conftest import CLI, SEED_CANDIDATES, SEED_QUERY, Service, free_port, wait_until
 
 UID = os.getuid()
+CLIENT_EXAMPLE = Path(__file__).parent.parent / "compose" / "client_example.py"
 LABELS = {name: f"com.rerank-server.{name}" for name in ("redis", "worker", "api")}
 
 
@@ -196,10 +198,22 @@ def test_the_installed_agents_run_the_service(fake, model_dir, tmp_path) -> None
         status = launchd(fake.env(home), "status")
         assert status.returncode == 0, status.stdout
         assert f"{url}/health: ok, 1 worker(s) alive, device cpu" in status.stdout
+
+        # What compose/client.example.yaml runs on another machine: HTTP, then bulk jobs on the password Redis.
+        client_env = {"PATH": os.environ["PATH"], "RERANK_URL": url, "RERANK_REDIS_URL": redis_url}
+        client = subprocess.run(
+            [sys.executable, str(CLIENT_EXAMPLE)], env=client_env, capture_output=True, text=True, timeout=120
+        )
+        assert client.returncode == 0, client.stderr
     finally:
         for service in reversed(services):
             service.stop()
     assert "worker" in (home / ".rerank-server" / "logs" / "worker.stderr.log").read_text()
+    lines = client.stdout.splitlines()
+    assert lines[0] == "health: ok, 1 worker(s), device cpu"
+    assert re.fullmatch(r"http: \[\(\d, [\d.]+\), \(\d, [\d.]+\), \(1, [\d.]+\)\]", lines[1]), lines[1]
+    bulk = [line.split(": ")[1] for line in lines[2:]]
+    assert bulk[0].endswith(", 1]") and bulk[1].startswith("[1,")  # "cooking recipes" last, then first
 
 
 def _health(url: str) -> dict:
