@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import plistlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -158,8 +159,9 @@ def test_the_generated_socat_command_forwards(fake, tmp_path) -> None:
 
     The stand-in "Tailscale address" is 127.0.0.2, another loopback address, so no traffic leaves the host.
     """
-    if not Path("/usr/bin/socat").exists():
-        pytest.skip("the real socat is not installed (apt install socat)")
+    socat = shutil.which("socat")
+    if socat is None:
+        pytest.skip("the real socat is not installed (apt install socat; .ci/run installs it)")
     port = free_port()
     assert run(fake.env(tmp_path, FAKE_TAILSCALE_IP="127.0.0.2"), "--port", str(port)).returncode == 0
     program = plistlib.loads(plist_path(tmp_path).read_bytes())["ProgramArguments"]
@@ -168,7 +170,7 @@ def test_the_generated_socat_command_forwards(fake, tmp_path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    forwarder = subprocess.Popen(["/usr/bin/socat", *program[1:]], stderr=subprocess.PIPE)
+    forwarder = subprocess.Popen([socat, *program[1:]], stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: _listening("127.0.0.2", port), 10, "socat to listen on 127.0.0.2")
         wait_until(lambda: _listening("127.0.0.1", port), 10, "the backend to listen")
