@@ -26,9 +26,7 @@ import httpx
 from rerank_server.deploy import plists
 from rerank_server.deploy.plists import SERVICES, Layout, label
 from rerank_server.settings import Settings
-from rerank_server.up import find_redis_server
-
-EXIT_CANNOT_START = 3
+from rerank_server.up import EXIT_STARTUP_FAILED, find_redis_server
 
 
 class DeployError(RuntimeError):
@@ -159,7 +157,7 @@ def status(*, layout: Layout, out: Callable[[str], None] = print) -> int:
             continue
         state, exit_code = info.get("state", "unknown"), info.get("last exit code", "(never exited)")
         line = f"{label(name)}: {state}, pid {info.get('pid', '-')}, last exit code {exit_code}"
-        if exit_code == str(EXIT_CANNOT_START):
+        if exit_code == str(EXIT_STARTUP_FAILED):
             line += f" (cannot start: see {layout.logs_dir / (name + '.stderr.log')})"
         out(line)
         healthy = healthy and state == "running"
@@ -172,7 +170,7 @@ def _report_health(api_plist: Path, out: Callable[[str], None]) -> bool:
     env = plistlib.loads(api_plist.read_bytes())["EnvironmentVariables"]
     host = env.get("RERANK_HOST", Settings.model_fields["host"].default)
     port = env.get("RERANK_PORT", Settings.model_fields["port"].default)
-    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
     url = f"http://{host}:{port}/health"
     try:
         body = httpx.get(url, timeout=5).json()
