@@ -1,4 +1,4 @@
-"""The ``rerank-server`` command: ``worker``, ``api`` and ``up`` (everything on one machine).
+"""The ``rerank-server`` command: ``worker``, ``api``, ``up`` (everything on one machine) and ``launchd``.
 
 The CLI only parses arguments into :class:`Settings` and hands over; every option is also a
 ``RERANK_*`` environment variable.
@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     bulk.add_argument("--items-per-job", dest="items_per_job", type=int, default=1000, help="default 1000")
     bulk.add_argument("--raw-scores", dest="raw_scores", action="store_true", help="raw logits, not activated scores")
     bulk.set_defaults(func=_bulk)
+
+    from rerank_server.deploy import launchd
+
+    launchd.register(sub, [common, model_options, http_options])
     return parser
 
 

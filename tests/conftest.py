@@ -110,11 +110,12 @@ class Service:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
 
     def start(self) -> Service:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            self.args, env=self.env, cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
         return self
 

@@ -1,0 +1,1 @@
+"""Deployment helpers: the macOS LaunchAgents behind ``rerank-server launchd``."""

@@ -1,0 +1,240 @@
+"""``rerank-server launchd``: the plists it writes, the launchctl calls it makes, and that they run."""
+
+from __future__ import annotations
+
+import os
+import plistlib
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rerank_server.deploy import plists
+from rerank_server.settings import Settings
+from tests import fakes
+from tests.conftest import CLI, SEED_CANDIDATES, SEED_QUERY, Service, free_port, wait_until
+
+UID = os.getuid()
+CLIENT_EXAMPLE = Path(__file__).parent.parent / "compose" / "client_example.py"
+LABELS = {name: f"com.rerank-server.{name}" for name in ("redis", "worker", "api")}
+
+
+@pytest.fixture(autouse=True)
+def _only_given_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings built here see no RERANK_* variable or .env file of the developer's."""
+    for key in [k for k in os.environ if k.startswith("RERANK_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> fakes.Fakes:
+    return fakes.make(tmp_path / "fakes")
+
+
+def launchd(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, "launchd", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def agent(home: Path, service: str) -> dict:
+    return plistlib.loads((home / "Library" / "LaunchAgents" / f"{LABELS[service]}.plist").read_bytes())
+
+
+def test_plists_hold_this_machines_paths_settings_and_supervision(tmp_path) -> None:
+    layout = plists.Layout(tmp_path)
+    settings = Settings(redis_url="redis://:pw@127.0.0.1:6390/0", model="/models/m", port=9000)
+    built = plists.build(
+        settings,
+        python="/venv/bin/python",
+        workdir=Path("/srv/rerank"),
+        layout=layout,
+        extra_env={"HF_HOME": "/data/hf"},
+        redis_server="/opt/homebrew/bin/redis-server",
+    )
+    assert list(built) == ["redis", "worker", "api"]
+    parsed = {name: plistlib.loads(plistlib.dumps(doc)) for name, doc in built.items()}
+
+    for name in ("worker", "api"):
+        doc = parsed[name]
+        assert doc["Label"] == LABELS[name]
+        assert doc["ProgramArguments"] == ["/venv/bin/python", "-m", "rerank_server", name]
+        assert doc["WorkingDirectory"] == "/srv/rerank"
+        assert doc["RunAtLoad"] is True and doc["KeepAlive"] is True
+        assert doc["ThrottleInterval"] == plists.THROTTLE_INTERVAL_S
+        assert doc["StandardOutPath"] == str(tmp_path / ".rerank-server" / "logs" / f"{name}.stdout.log")
+        assert doc["StandardErrorPath"] == str(tmp_path / ".rerank-server" / "logs" / f"{name}.stderr.log")
+        env = doc["EnvironmentVariables"]
+        assert env["PATH"].startswith("/venv/bin:/opt/homebrew/bin:")
+        assert env["RERANK_REDIS_URL"] == "redis://:pw@127.0.0.1:6390/0"
+        assert env["RERANK_MODEL"] == "/models/m"
+        assert env["RERANK_PORT"] == "9000"
+        assert env["HF_HOME"] == "/data/hf"
+        assert "RERANK_DEVICE" not in env  # defaults stay with the code
+    assert parsed["worker"]["ExitTimeOut"] == plists.WORKER_EXIT_TIMEOUT_S
+    assert parsed["redis"]["ProgramArguments"] == ["/opt/homebrew/bin/redis-server", str(layout.redis_conf)]
+    assert parsed["redis"]["KeepAlive"] is True
+
+
+def test_redis_conf_is_loopback_only_and_keeps_the_password_off_the_command_line() -> None:
+    conf = plists.redis_conf("redis://:s3cret@127.0.0.1:6390/0")
+    assert conf.splitlines() == ["bind 127.0.0.1", "port 6390", 'save ""', "appendonly no", "requirepass s3cret"]
+    with pytest.raises(ValueError, match="loopback only"):
+        plists.redis_conf("redis://:pw@10.0.0.5:6379/0")
+
+
+def test_install_writes_private_plists_and_bootstraps_in_order(fake, tmp_path) -> None:
+    home = tmp_path / "home"
+    env = fake.env(home)
+    args = ["install", "--with-redis", "--redis-url", "redis://:pw@127.0.0.1:6390/0", "--port", "9000"]
+    result = launchd(env, *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    agents = home / "Library" / "LaunchAgents"
+    assert fake.calls("launchctl bootstrap") == [
+        f"launchctl bootstrap gui/{UID} {agents / (LABELS[name] + '.plist')}" for name in ("redis", "worker", "api")
+    ]
+    assert fake.loaded() == set(LABELS.values())
+    assert agent(home, "worker")["ProgramArguments"] == [sys.executable, "-m", "rerank_server", "worker"]
+    assert agent(home, "api")["WorkingDirectory"] == str(tmp_path)
+    for path in [*agents.iterdir(), home / ".rerank-server" / "redis.conf"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert "requirepass pw" in (home / ".rerank-server" / "redis.conf").read_text()
+    assert (home / ".rerank-server" / "logs").is_dir()
+
+    fake.clear()
+    again = launchd(env, *args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    boots = [c for c in fake.calls("launchctl") if "print" not in c]
+    assert boots == [
+        *(f"launchctl bootout gui/{UID}/{LABELS[name]}" for name in ("api", "worker", "redis")),
+        *(f"launchctl bootstrap gui/{UID} {agents / (LABELS[name] + '.plist')}" for name in ("redis", "worker", "api")),
+    ]
+
+
+def test_dry_run_prints_the_plists_and_changes_nothing(fake, tmp_path) -> None:
+    result = launchd(fake.env(tmp_path), "install", "--dry-run", "--model", "/models/m")
+    assert result.returncode == 0, result.stderr
+    assert "<string>com.rerank-server.worker</string>" in result.stdout
+    assert "<string>/models/m</string>" in result.stdout
+    assert not (tmp_path / "Library").exists()
+    assert fake.calls() == []
+
+
+def test_status_reports_a_worker_that_cannot_start(fake, tmp_path) -> None:
+    api_port = free_port()  # nothing listens there
+    assert launchd(fake.env(tmp_path), "install", "--port", str(api_port)).returncode == 0
+    result = launchd(fake.env(tmp_path, FAKE_LAST_EXIT="3"), "status")
+    assert result.returncode == 1
+    assert "com.rerank-server.worker: running, pid 4242, last exit code 3 (cannot start: see" in result.stdout
+    assert f"http://127.0.0.1:{api_port}/health: no answer" in result.stdout
+    assert "com.rerank-server.redis" not in result.stdout  # not installed
+
+
+def test_uninstall_boots_out_and_deletes(fake, tmp_path) -> None:
+    assert launchd(fake.env(tmp_path), "install").returncode == 0
+    fake.clear()
+    result = launchd(fake.env(tmp_path), "uninstall")
+    assert result.returncode == 0, result.stderr
+    assert fake.calls("launchctl bootout") == [
+        f"launchctl bootout gui/{UID}/{LABELS['api']}",
+        f"launchctl bootout gui/{UID}/{LABELS['worker']}",
+    ]
+    assert not fake.loaded()
+    assert not list((tmp_path / "Library" / "LaunchAgents").iterdir())
+    status = launchd(fake.env(tmp_path), "status")
+    assert status.returncode == 1
+    assert "no agents installed" in status.stdout
+
+
+def test_without_launchctl_it_says_where_launchd_exists(fake, tmp_path) -> None:
+    result = launchd(fake.env(tmp_path, tools=("tailscale", "socat")), "install")
+    assert result.returncode == 1
+    assert "launchctl not found: LaunchAgents exist only on macOS" in result.stderr
+
+
+@pytest.mark.e2e
+def test_the_installed_agents_run_the_service(fake, model_dir, tmp_path) -> None:
+    """Start Redis, the worker and the API exactly as the plists say, then ask the API and ``status``."""
+    home = tmp_path / "home"
+    redis_url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
+    api_port = free_port()
+    install = launchd(
+        fake.env(home),
+        "install",
+        "--with-redis",
+        "--redis-url",
+        redis_url,
+        "--model",
+        str(model_dir),
+        "--device",
+        "cpu",
+        "--port",
+        str(api_port),
+        "--env",
+        "HF_HUB_OFFLINE=1",
+        cwd=tmp_path,
+    )
+    assert install.returncode == 0, install.stderr
+
+    services = []
+    try:
+        for name in ("redis", "worker", "api"):
+            doc = agent(home, name)
+            log_path = Path(doc["StandardErrorPath"])
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            env = {**doc["EnvironmentVariables"], "HOME": str(home)}  # launchd sets HOME for agents
+            services.append(Service(doc["ProgramArguments"], env, log_path, cwd=doc["WorkingDirectory"]).start())
+        url = f"http://127.0.0.1:{api_port}"
+        wait_until(lambda: _health(url).get("workers_alive") == 1, 90, "the launchd-started worker to be alive")
+
+        response = httpx.post(f"{url}/v1/rerank", json={"query": SEED_QUERY, "candidates": SEED_CANDIDATES})
+        assert response.status_code == 200
+        assert response.json()["results"][-1]["index"] == 1
+
+        status = launchd(fake.env(home), "status")
+        assert status.returncode == 0, status.stdout
+        assert f"{url}/health: ok, 1 worker(s) alive, device cpu" in status.stdout
+
+        # What compose/client.example.yaml runs on another machine: HTTP, then bulk jobs on the password Redis.
+        client_env = {"PATH": os.environ["PATH"], "RERANK_URL": url, "RERANK_REDIS_URL": redis_url}
+        client = subprocess.run(
+            [sys.executable, str(CLIENT_EXAMPLE)], env=client_env, capture_output=True, text=True, timeout=120
+        )
+        assert client.returncode == 0, client.stderr
+    finally:
+        for service in reversed(services):
+            service.stop()
+    assert "worker" in (home / ".rerank-server" / "logs" / "worker.stderr.log").read_text()
+    lines = client.stdout.splitlines()
+    assert lines[0] == "health: ok, 1 worker(s), device cpu"
+    assert re.fullmatch(r"http: \[\(\d, [\d.]+\), \(\d, [\d.]+\), \(1, [\d.]+\)\]", lines[1]), lines[1]
+    bulk = [line.split(": ")[1] for line in lines[2:]]
+    assert bulk[0].endswith(", 1]") and bulk[1].startswith("[1,")  # "cooking recipes" last, then first
+
+
+def _health(url: str) -> dict:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+
+
+@pytest.mark.parametrize("service", ["redis", "worker", "api"])
+def test_the_examples_in_launchd_folder_are_what_install_writes(service: str) -> None:
+    """launchd/ shows users the plists; they must stay what the code generates for the README's example."""
+    folder = Path(__file__).parent.parent / "launchd"
+    url = "redis://:PASSWORD@127.0.0.1:6379/0"
+    built = plists.build(
+        Settings(redis_url=url),
+        python="/Users/you/rerank-server/.venv/bin/python",
+        workdir=Path("/Users/you/rerank-server"),
+        layout=plists.Layout(Path("/Users/you")),
+        extra_env={},
+        redis_server="/opt/homebrew/bin/redis-server",
+    )
+    assert plistlib.loads((folder / f"{LABELS[service]}.plist").read_bytes()) == built[service]
+    assert (folder / "redis.conf").read_text() == plists.redis_conf(url)
