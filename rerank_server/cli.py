@@ -1,4 +1,4 @@
-"""The ``rerank-server`` command: ``worker``, ``api``, ``up`` (everything on one machine) and ``launchd``.
+"""The ``rerank-server`` command: ``worker``, ``api``, ``up`` (everything on one machine), ``bulk`` and ``launchd``.
 
 The CLI only parses arguments into :class:`Settings` and hands over; every option is also a
 ``RERANK_*`` environment variable.
