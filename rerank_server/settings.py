@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "BAAI/bge-reranker-v2-m3"
@@ -45,6 +45,9 @@ class Settings(BaseSettings):
         2_000_000, ge=1, description="More characters (query + candidates) in one request -> 413."
     )
     result_ttl_s: int = Field(60, ge=1, description="How long a sync job's result stays in Redis after it finishes.")
+    api_key: SecretStr | None = Field(
+        None, description="When set, every endpoint but /health needs `Authorization: Bearer <key>`."
+    )
 
     @model_validator(mode="after")
     def _heartbeat_outlives_interval(self) -> Settings:

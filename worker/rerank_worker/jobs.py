@@ -26,7 +26,8 @@ def rerank(payload: dict[str, Any]) -> dict[str, Any]:
         worker = job.worker_name or ""
     model = runtime.resident()
     started = time.perf_counter()
-    scores = model.score(request.query, request.candidates, request.score_mode)
+    candidates = model.prepare(request)
+    scores = model.score(request.query, candidates, request.score_mode)
     return RerankResult(
         results=rank(scores),
         model=model.model_name,
