@@ -222,3 +222,22 @@ def test_api_key_guards_every_format_but_health(keyed_stack: Stack, cross_encode
         cohere.ClientV2(api_key="wrong", base_url=stack.url, max_retries=0).rerank(
             model="m", query=QUERY, documents=DOCS
         )
+
+
+def test_default_requests_enqueue_the_original_payload(stack: Stack, redis_server) -> None:
+    """New fields travel only when used, so workers of an older version still serve default requests."""
+    from rq.job import Job
+
+    from rerank_server.contract import SERIALIZER
+
+    post(stack, "/rerank", {"query": "payload check a", "texts": ["deep learning"]})
+    post(stack, "/rerank", {"query": "payload check b", "texts": ["deep learning"], "truncate": False})
+    connection = redis_server.client()
+    payloads = {}
+    for key in connection.keys("rq:job:*"):
+        job_id = key.decode().removeprefix("rq:job:")
+        if ":" not in job_id:  # not a job's side key
+            job = Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
+            payloads[job.args[0]["query"]] = job.args[0]
+    assert payloads["payload check a"] == {"query": "payload check a", "candidates": ["deep learning"]}
+    assert payloads["payload check b"]["truncate"] is False

@@ -68,7 +68,7 @@ class Dispatcher:
         seconds = math.ceil(self._timeout_s)
         job = self._queue.enqueue(
             RERANK_JOB,
-            payload.model_dump(mode="json"),
+            payload.model_dump(mode="json", exclude_defaults=True),  # default requests stay readable by older workers
             job_timeout=seconds,
             ttl=seconds,  # still queued after the caller gave up: RQ drops it
             result_ttl=self._result_ttl_s,
