@@ -92,7 +92,10 @@ router = APIRouter(tags=["this server, Cohere v1, Jina"])
     response_model=SeedResponse | DocumentsResponse,
     response_model_exclude_none=True,
     summary="Rank candidates (this server's format) or documents (Cohere v1 / Jina format)",
-    responses=responses(*RERANK_ERRORS),
+    responses={
+        200: {"description": "`SeedResponse` for a body with `candidates`, `DocumentsResponse` for `documents`."},
+        **responses(*RERANK_ERRORS),
+    },
 )
 async def rerank_v1(body: V1RerankRequest, ranker: RankerDep) -> Any:
     """Results best first. Timings are in the ``x-queue-time``, ``x-inference-time`` and ``x-total-time``
