@@ -178,6 +178,11 @@ def test_no_key_set_accepts_any_or_no_bearer_header(client: TestClient, method, 
         error(client.request(method, path, json=body, headers=headers), 503, "no_worker")
 
 
+def test_empty_key_means_no_key(flushed_redis: RedisServer) -> None:
+    with client_for(flushed_redis, api_key="") as c:
+        error(c.post("/rerank", json={"query": "q", "texts": ["a"]}), 503, "no_worker")
+
+
 def test_health_and_docs_stay_open_with_a_key(keyed: TestClient) -> None:
     assert keyed.get("/health").status_code == 503  # no worker, but answered without a key
     assert keyed.get("/docs").status_code == 200

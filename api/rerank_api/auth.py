@@ -1,8 +1,8 @@
 """Optional API key: with ``RERANK_API_KEY`` set, routes need ``Authorization: Bearer <key>``.
 
-``create_app`` includes the protected routers with :func:`protection`: the key check only when a key is set, so
-the OpenAPI schema shows the Bearer scheme exactly when it is enforced. Clients that always send a
-Bearer header (most do) keep working when no key is set: the header is then not read at all.
+``create_app`` includes the protected routers with :func:`protection`, which adds the key check only
+when a key is set, so the OpenAPI schema shows the Bearer scheme exactly when it is enforced. Clients
+that always send a Bearer header (most do) keep working when no key is set: the header is not read.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Annotated, Any
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from rerank_api.deps import SettingsDep
 from rerank_api.errors import ApiError, ErrorType, responses
 from rerank_server.settings import Settings
 
@@ -22,19 +21,17 @@ bearer = HTTPBearer(auto_error=False, description="The value of RERANK_API_KEY."
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-async def require_api_key(
-    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> None:
-    """401 unless the Bearer token equals the configured key (compared in constant time)."""
-    assert settings.api_key is not None  # only installed when a key is set
-    if credentials is None:
-        raise ApiError(ErrorType.UNAUTHORIZED, "missing `Authorization: Bearer <key>` header", _CHALLENGE)
-    if not secrets.compare_digest(credentials.credentials.encode(), settings.api_key.get_secret_value().encode()):
-        raise ApiError(ErrorType.UNAUTHORIZED, "wrong API key", _CHALLENGE)
-
-
 def protection(settings: Settings) -> dict[str, Any]:
     """``include_router`` options for a protected router: the key check and its 401, when a key is set."""
-    if settings.api_key is None or not settings.api_key.get_secret_value():
+    key = settings.api_key.get_secret_value().encode() if settings.api_key is not None else b""
+    if not key:
         return {}
+
+    async def require_api_key(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        """401 unless the Bearer token equals the key (compared in constant time)."""
+        if credentials is None:
+            raise ApiError(ErrorType.UNAUTHORIZED, "missing `Authorization: Bearer <key>` header", _CHALLENGE)
+        if not secrets.compare_digest(credentials.credentials.encode(), key):
+            raise ApiError(ErrorType.UNAUTHORIZED, "wrong API key", _CHALLENGE)
+
     return {"dependencies": [Depends(require_api_key)], "responses": responses(ErrorType.UNAUTHORIZED)}

@@ -74,7 +74,7 @@ class Ranker:
         """Score ``payload`` on a worker; an empty candidate list answers at once without a job."""
         check_limits(payload.query, payload.candidates, self._settings)
         if not payload.candidates:
-            return Ranked(results=[], model=self.model_name(), total_ms=_ms(time.perf_counter() - self._started))
+            return Ranked(results=[], model=self._model_name(), total_ms=_ms(time.perf_counter() - self._started))
         result = await self._dispatcher.run(payload)
         total_ms = _ms(time.perf_counter() - self._started)
         self._response.headers.update(
@@ -86,7 +86,7 @@ class Ranker:
         )
         return Ranked(results=result.results[:top_n], model=result.model, total_ms=total_ms)
 
-    def model_name(self) -> str:
+    def _model_name(self) -> str:
         """The live workers' model when they agree on one, else the configured one."""
         models = {w.model for w in self._monitor.snapshot.workers}
         return models.pop() if len(models) == 1 else self._settings.model

@@ -4,6 +4,8 @@ The model itself cuts a too-long pair from the right (``longest_first``). The ru
 tokenizer: a per-candidate token cap (Cohere's ``max_tokens_per_doc``), cutting from the left (TEI's
 ``truncation_direction``) and refusing too-long pairs (TEI's ``truncate=false``). They return plain
 candidate texts, so the scoring path (and any batching across jobs) sees ordinary candidates.
+Cutting at token boundaries uses offset mappings, which need a fast tokenizer (rerankers on the
+Hugging Face hub ship one).
 """
 
 from __future__ import annotations
