@@ -47,6 +47,13 @@ class ScoreMode(StrEnum):
     RAW = "raw"
 
 
+class TruncationSide(StrEnum):
+    """Which end of a too-long candidate is cut: ``right`` keeps its start (the model's default)."""
+
+    RIGHT = "right"
+    LEFT = "left"
+
+
 class RerankPayload(BaseModel):
     """The single argument of :data:`RERANK_JOB`: ``queue.enqueue(RERANK_JOB, payload.model_dump())``."""
 
@@ -55,6 +62,28 @@ class RerankPayload(BaseModel):
     query: str
     candidates: list[str]
     score_mode: ScoreMode = ScoreMode.ACTIVATED
+    truncate: bool = Field(
+        True, description="Cut pairs longer than the model's max length; false fails the job with InputTooLong."
+    )
+    truncation_side: TruncationSide = TruncationSide.RIGHT
+    max_tokens_per_doc: int | None = Field(None, ge=1, description="Cut each candidate to this many tokens first.")
+
+
+class InputTooLong(ValueError):
+    """Raised by a job given ``truncate=False`` and a pair longer than the model takes.
+
+    RQ stores only the traceback text, so the API recognises it by :meth:`find` and answers 413
+    instead of a generic inference failure.
+    """
+
+    @classmethod
+    def find(cls, exc_string: str) -> str | None:
+        """This error's message if ``exc_string`` (RQ's stored traceback) ends with it, else None."""
+        marker = f"{cls.__module__}.{cls.__qualname__}: "
+        lines = [line for line in exc_string.splitlines() if line.strip()]
+        if lines and lines[-1].startswith(marker):
+            return lines[-1].removeprefix(marker)
+        return None
 
 
 class ScoredIndex(BaseModel):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "BAAI/bge-reranker-v2-m3"
@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     bulk_result_ttl_s: int = Field(7 * 86400, ge=1, description="How long a finished bulk job and its result are kept.")
     bulk_failure_ttl_s: int = Field(7 * 86400, ge=1, description="How long a failed or cancelled bulk job is kept.")
     bulk_job_timeout_s: int = Field(86400, ge=1, description="A bulk job running longer than this is stopped.")
+    api_key: SecretStr | None = Field(
+        None, description="When set, every endpoint but /health needs `Authorization: Bearer <key>`."
+    )
 
     @model_validator(mode="after")
     def _heartbeat_outlives_interval(self) -> Settings:

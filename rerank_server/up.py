@@ -18,6 +18,7 @@ import time
 from urllib.parse import urlparse
 
 import httpx
+from pydantic import SecretStr
 
 from rerank_server.redis_conn import is_reachable
 from rerank_server.settings import Settings
@@ -71,6 +72,8 @@ def child_env(settings: Settings) -> dict[str, str]:
     """This process's environment plus every setting as ``RERANK_*``, so the children agree with it."""
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):  # str() would hand the children its mask, not the secret
+            value = value.get_secret_value()
         if value is not None:
             env[f"RERANK_{name.upper()}"] = str(value)
     return env

@@ -31,7 +31,10 @@ def error(response, status: int, error_type: str) -> str:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"query": "q"}, "candidates: Field required"),
+        (
+            {"query": "q"},
+            "body: `candidates` (this server's format) or `documents` (Cohere v1 / Jina format) is required",
+        ),
         ({"candidates": ["a"]}, "query: Field required"),
         ({"query": "q", "candidates": "abc"}, "candidates: Input should be a valid list"),
         ({"query": "q", "candidates": ["a", 3]}, "candidates.1: Input should be a valid string"),

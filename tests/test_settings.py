@@ -52,3 +52,12 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, 
 def test_heartbeat_ttl_must_outlive_interval() -> None:
     with pytest.raises(ValidationError, match="heartbeat_ttl_s"):
         Settings(heartbeat_interval_s=2, heartbeat_ttl_s=1)
+
+
+def test_api_key_is_secret_and_reaches_up_children_intact() -> None:
+    from rerank_server.up import child_env
+
+    s = Settings(api_key="s3cret-key")
+    assert "s3cret-key" not in repr(s)
+    assert child_env(s)["RERANK_API_KEY"] == "s3cret-key"
+    assert "RERANK_API_KEY" not in child_env(Settings())

@@ -13,7 +13,9 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from rerank_api import bulk, errors
+from rerank_api.auth import protection
 from rerank_api.dispatch import WAIT_SLICE_S, Dispatcher
+from rerank_api.formats import ROUTERS
 from rerank_api.monitor import WorkerMonitor
 from rerank_api.routes import router
 from rerank_server import __version__
@@ -74,7 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     app.include_router(router)
-    app.include_router(bulk.router)
+    # /health, /docs and /openapi.json stay open; every rerank route (and /info) needs the key when one is set.
+    for protected in (*ROUTERS, bulk.router):
+        app.include_router(protected, **protection(settings))
     return app
 
 

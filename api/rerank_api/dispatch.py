@@ -21,7 +21,15 @@ from rq.results import Result
 
 from rerank_api.errors import ApiError, ErrorType
 from rerank_api.monitor import WorkerMonitor
-from rerank_server.contract import RERANK_JOB, SERIALIZER, SYNC_QUEUE, RerankPayload, RerankResult, worker_key
+from rerank_server.contract import (
+    RERANK_JOB,
+    SERIALIZER,
+    SYNC_QUEUE,
+    InputTooLong,
+    RerankPayload,
+    RerankResult,
+    worker_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +56,8 @@ class Dispatcher:
         self._result_ttl_s = result_ttl_s
         self._queue = Queue(SYNC_QUEUE, connection=sync_redis, serializer=SERIALIZER)
 
-    def _check_can_serve(self) -> None:
+    def check_can_serve(self) -> None:
+        """Raise at once (503) when Redis is down or no worker is alive, before anything is enqueued."""
         snapshot = self._monitor.snapshot
         if snapshot.redis_error is not None:
             raise ApiError(ErrorType.QUEUE_UNAVAILABLE, snapshot.redis_error)
@@ -59,7 +68,7 @@ class Dispatcher:
         seconds = math.ceil(self._timeout_s)
         job = self._queue.enqueue(
             RERANK_JOB,
-            payload.model_dump(mode="json"),
+            payload.model_dump(mode="json", exclude_defaults=True),  # default requests stay readable by older workers
             job_timeout=seconds,
             ttl=seconds,  # still queued after the caller gave up: RQ drops it
             result_ttl=self._result_ttl_s,
@@ -76,7 +85,7 @@ class Dispatcher:
 
     async def run(self, payload: RerankPayload) -> RerankResult:
         """Enqueue ``payload`` and return the worker's result, or raise :class:`ApiError`."""
-        self._check_can_serve()
+        self.check_can_serve()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout_s
         try:
@@ -104,7 +113,7 @@ class Dispatcher:
         raise ApiError(ErrorType.TIMEOUT, f"no result within {self._timeout_s:g}s (job {job_id})")
 
     async def _check_still_running(self, job_id: str) -> None:
-        self._check_can_serve()
+        self.check_can_serve()
         try:
             worker_name = await self._redis.hget(Job.key_for(job_id), "worker_name")
             if not worker_name:
@@ -121,6 +130,8 @@ class Dispatcher:
         result = Result.restore(job_id, entry_id.decode(), fields, connection=None, serializer=SERIALIZER)  # type: ignore[arg-type]
         if result.type == Result.Type.SUCCESSFUL:
             return RerankResult.model_validate(result.return_value)
+        if (too_long := InputTooLong.find(result.exc_string or "")) is not None:
+            raise ApiError(ErrorType.INPUT_TOO_LONG, too_long)
         lines = [line for line in (result.exc_string or "").splitlines() if line.strip()]
         reason = lines[-1] if lines else result.type.name.lower()
         raise ApiError(ErrorType.INFERENCE_FAILED, f"job {job_id} failed on worker {result.worker_name}: {reason}")

@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 class ErrorType(StrEnum):
     VALIDATION = "validation"
     TOO_LARGE = "too_large"
+    INPUT_TOO_LONG = "input_too_long"
+    UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     NO_WORKER = "no_worker"
@@ -32,6 +34,8 @@ class ErrorType(StrEnum):
 STATUS: dict[ErrorType, int] = {
     ErrorType.VALIDATION: 422,
     ErrorType.TOO_LARGE: 413,
+    ErrorType.INPUT_TOO_LONG: 413,
+    ErrorType.UNAUTHORIZED: 401,
     ErrorType.NOT_FOUND: 404,
     ErrorType.CONFLICT: 409,
     ErrorType.NO_WORKER: 503,
@@ -45,6 +49,8 @@ STATUS: dict[ErrorType, int] = {
 DESCRIPTION: dict[ErrorType, str] = {
     ErrorType.VALIDATION: "A field is missing or has the wrong type; the message names it.",
     ErrorType.TOO_LARGE: "More candidates or characters than the server accepts.",
+    ErrorType.INPUT_TOO_LONG: "With truncate=false: a (query, text) pair is longer than the model's max length.",
+    ErrorType.UNAUTHORIZED: "RERANK_API_KEY is set and the request lacks `Authorization: Bearer <key>` with it.",
     ErrorType.NOT_FOUND: "No such route, or no such job (unknown id, or its results expired).",
     ErrorType.CONFLICT: "The job is already finished or failed and cannot be cancelled.",
     ErrorType.NO_WORKER: "No worker is alive to run the job.",
@@ -64,10 +70,11 @@ class ErrorBody(BaseModel):
 class ApiError(Exception):
     """Raise anywhere in a request to answer with this error type and message."""
 
-    def __init__(self, error_type: ErrorType, message: str) -> None:
+    def __init__(self, error_type: ErrorType, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
+        self.headers = headers
 
     @property
     def status_code(self) -> int:
@@ -102,7 +109,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.error_type, exc.message)
+        return error_response(exc.error_type, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

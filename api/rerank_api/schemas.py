@@ -1,35 +1,13 @@
-"""Wire types of the HTTP API (the seed's format). The core job types live in the contract."""
+"""Wire type of ``GET /health``. The rerank formats keep their wire types in :mod:`rerank_api.formats`;
+the core job types live in the contract."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from rerank_server.contract import ScoredIndex, WorkerInfo
-
-
-class RerankRequest(BaseModel):
-    """The seed's request: one query, the candidates to order."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"query": "machine learning", "candidates": ["deep learning", "cooking recipes", "neural networks"]}
-            ]
-        }
-    )
-
-    query: str = Field(description="The text the candidates are scored against.")
-    candidates: list[str] = Field(description="Texts to rank; the results refer to them by index.")
-
-
-class RerankResponse(BaseModel):
-    """The seed's response: every candidate's index and score, best first."""
-
-    results: list[ScoredIndex]
-    model: str
-    processing_time_ms: float
+from rerank_server.contract import WorkerInfo
 
 
 class HealthResponse(BaseModel):

@@ -28,15 +28,19 @@ from rerank_worker import bulk, runtime
 
 
 def score_payloads(payloads: list[RerankPayload]) -> tuple[list[list[float]], float]:
-    """Scores for each payload in input order, from one model call per score mode, and the time it took (ms)."""
+    """Scores for each payload in input order, from one model call per score mode, and the time it took (ms).
+
+    Candidates pass their payload's length rules first (see ``Reranker.prepare``).
+    """
     model = runtime.resident()
     started = time.perf_counter()
+    candidates = [model.prepare(p) for p in payloads]  # each payload's length rules (truncate=false may raise)
     scores: list[list[float]] = [[] for _ in payloads]
     for mode in ScoreMode:
         members = [i for i, p in enumerate(payloads) if p.score_mode is mode and p.candidates]
         if not members:
             continue
-        grouped = model.score_many([(payloads[i].query, payloads[i].candidates) for i in members], mode)
+        grouped = model.score_many([(payloads[i].query, candidates[i]) for i in members], mode)
         for i, group_scores in zip(members, grouped, strict=True):
             scores[i] = group_scores
     return scores, (time.perf_counter() - started) * 1000

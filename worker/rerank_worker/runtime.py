@@ -12,7 +12,8 @@ import time
 import torch
 from sentence_transformers import CrossEncoder
 
-from rerank_server.contract import ScoreMode
+from rerank_server.contract import RerankPayload, ScoreMode
+from rerank_worker import lengths
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,10 @@ class Reranker:
             self.max_length,
             time.perf_counter() - started,
         )
+
+    def prepare(self, payload: RerankPayload) -> list[str]:
+        """The payload's candidates after its length rules (see :mod:`rerank_worker.lengths`)."""
+        return lengths.fit(self.model.tokenizer, self.max_length, payload)
 
     def score(self, query: str, candidates: list[str], mode: ScoreMode = ScoreMode.ACTIVATED) -> list[float]:
         """Scores in input order, as ``CrossEncoder.predict`` gives them, as plain floats (JSON-safe)."""

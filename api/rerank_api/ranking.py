@@ -1,0 +1,95 @@
+"""The one path every request format takes: limits, dispatch, ``top_n`` and timing headers.
+
+Formats convert their wire body into a :class:`RerankPayload` and their answer from :class:`Ranked`;
+everything in between is here, once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Response
+
+from rerank_api.deps import DispatcherDep, MonitorDep, SettingsDep
+from rerank_api.errors import ApiError, ErrorType
+from rerank_server.contract import RerankPayload, ScoredIndex
+from rerank_server.settings import Settings
+
+#: Error types any rerank route can answer with, for its OpenAPI ``responses``.
+RERANK_ERRORS = (
+    ErrorType.VALIDATION,
+    ErrorType.TOO_LARGE,
+    ErrorType.NO_WORKER,
+    ErrorType.WORKER_LOST,
+    ErrorType.QUEUE_UNAVAILABLE,
+    ErrorType.TIMEOUT,
+    ErrorType.INFERENCE_FAILED,
+)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """Scored candidates, best first, cut to ``top_n``; ``total_ms`` is the API's time on the request."""
+
+    results: list[ScoredIndex]
+    model: str
+    total_ms: float
+
+
+def check_limits(query: str, candidates: list[str], settings: Settings) -> None:
+    """413 past the configured number of candidates or characters."""
+    if len(candidates) > settings.max_candidates:
+        raise ApiError(
+            ErrorType.TOO_LARGE,
+            f"{len(candidates)} texts given, at most {settings.max_candidates} allowed (RERANK_MAX_CANDIDATES)",
+        )
+    chars = len(query) + sum(len(c) for c in candidates)
+    if chars > settings.max_request_chars:
+        raise ApiError(
+            ErrorType.TOO_LARGE,
+            f"request holds {chars} characters, at most {settings.max_request_chars} allowed "
+            "(RERANK_MAX_REQUEST_CHARS)",
+        )
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+class Ranker:
+    """Per-request dependency: runs a payload and puts ``x-queue-time`` etc. on the response."""
+
+    def __init__(
+        self, settings: SettingsDep, dispatcher: DispatcherDep, monitor: MonitorDep, response: Response
+    ) -> None:
+        self._settings = settings
+        self._dispatcher = dispatcher
+        self._monitor = monitor
+        self._response = response
+        self._started = time.perf_counter()
+
+    async def rank(self, payload: RerankPayload, top_n: int | None = None) -> Ranked:
+        """Score ``payload`` on a worker; an empty candidate list answers at once without a job."""
+        check_limits(payload.query, payload.candidates, self._settings)
+        if not payload.candidates:
+            return Ranked(results=[], model=self._model_name(), total_ms=_ms(time.perf_counter() - self._started))
+        result = await self._dispatcher.run(payload)
+        total_ms = _ms(time.perf_counter() - self._started)
+        self._response.headers.update(
+            {
+                "x-queue-time": str(result.queue_ms),
+                "x-inference-time": str(result.inference_ms),
+                "x-total-time": str(total_ms),
+            }
+        )
+        return Ranked(results=result.results[:top_n], model=result.model, total_ms=total_ms)
+
+    def _model_name(self) -> str:
+        """The live workers' model when they agree on one, else the configured one."""
+        models = {w.model for w in self._monitor.snapshot.workers}
+        return models.pop() if len(models) == 1 else self._settings.model
+
+
+RankerDep = Annotated[Ranker, Depends()]
