@@ -142,7 +142,7 @@ def measure_raw(
     latency = {}
     for size in (10, 100):
         times = []
-        for _ in range(10 if quick else 30):
+        for _ in range(10 if quick else 25):
             q, cs = workload.request(size)
             started = time.perf_counter()
             model.predict([(q, c) for c in cs], batch_size=best_bs, show_progress_bar=False)
@@ -162,10 +162,10 @@ class SystemResult:
 
 def drive(name: str, url: str, body: load.BodyFn, workload: Workload, quick: bool) -> SystemResult:
     result = SystemResult(name)
-    for size, n in ((10, 20 if quick else 60), (100, 8 if quick else 25)):
+    for size, n in ((10, 15 if quick else 40), (100, 5 if quick else 15)):
         result.latency[size] = load.run(url, body, workload, size=size, concurrency=1, requests=n)
     for concurrency in (8, 32, 64):
-        requests = concurrency * (3 if quick else 8)
+        requests = concurrency * (2 if quick else 5)
         result.throughput[concurrency] = load.run(
             url, body, workload, size=16, concurrency=concurrency, requests=requests
         )
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     workload = Workload()
     report = Report()
     report.add("# rerank-server benchmark", "", f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {machine()}", "")
-    report.add(f"Model: MiniLM-L6 cross-encoder (`{model_dir.name}`), CPU, float32. Passages of 20-120 words.", "")
+    report.add(f"Model: MiniLM-L6 cross-encoder (`{model_dir.name}`), CPU, float32. Passages of 8-48 words.", "")
 
     ceiling, batch_size, raw_latency = measure_raw(model_dir, workload, report, args.quick)
     service, bulk = run_service(model_dir, batch_size, workload, logs, args.quick, report)

@@ -1,4 +1,4 @@
-"""Deterministic queries and passages of realistic, varied length (20 to 120 words)."""
+"""Deterministic queries and passages of varied length (8 to 48 words: short RAG chunks, CPU-sized)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ WORDS = _TEXT.split()
 
 def passages(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
-    return [" ".join(rng.choices(WORDS, k=rng.randint(20, 120))) for _ in range(n)]
+    return [" ".join(rng.choices(WORDS, k=rng.randint(8, 48))) for _ in range(n)]
 
 
 def queries(n: int, seed: int = 1) -> list[str]:
