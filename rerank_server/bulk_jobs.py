@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -66,8 +66,11 @@ class JobState(BaseModel):
 class BulkJobs:
     """Bulk-job operations against one Redis; every call is one or a few round trips."""
 
-    def __init__(self, connection: Redis, *, job_timeout_s: int, result_ttl_s: int, failure_ttl_s: int) -> None:
+    def __init__(
+        self, connection: Redis, *, job_timeout_s: int, result_ttl_s: int, failure_ttl_s: int, retries: int
+    ) -> None:
         self._connection = connection
+        self._retries = retries
         self._queue = Queue(BULK_QUEUE, connection=connection, serializer=SERIALIZER)
         self._job_timeout_s = job_timeout_s
         self._result_ttl_s = result_ttl_s
@@ -80,16 +83,18 @@ class BulkJobs:
             job_timeout_s=settings.bulk_job_timeout_s,
             result_ttl_s=settings.bulk_result_ttl_s,
             failure_ttl_s=settings.bulk_failure_ttl_s,
+            retries=settings.bulk_retries,
         )
 
     def submit(self, payload: BulkPayload) -> str:
-        """Enqueue ``payload``; it stays queued (no TTL) until a worker takes it."""
+        """Enqueue ``payload``; it stays queued (no TTL) until a worker takes it, and runs again if its worker dies."""
         job = self._queue.enqueue(
             BULK_JOB,
             payload.model_dump(mode="json"),
             job_timeout=self._job_timeout_s,
             result_ttl=self._result_ttl_s,
             failure_ttl=self._failure_ttl_s,
+            retry=Retry(max=self._retries) if self._retries else None,
             description=f"bulk: {len(payload.items)} items, {payload.pairs} pairs",
         )
         return job.id

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     bulk_result_ttl_s: int = Field(7 * 86400, ge=1, description="How long a finished bulk job and its result are kept.")
     bulk_failure_ttl_s: int = Field(7 * 86400, ge=1, description="How long a failed or cancelled bulk job is kept.")
     bulk_job_timeout_s: int = Field(86400, ge=1, description="A bulk job running longer than this is stopped.")
+    bulk_retries: int = Field(
+        3, ge=0, description="A bulk job whose worker died (or that failed) is run again up to this many times."
+    )
     api_key: SecretStr | None = Field(
         None, description="When set, every endpoint but /health needs `Authorization: Bearer <key>`."
     )

@@ -183,6 +183,8 @@ class Stack:
         return self.api
 
     def _api_up(self) -> bool:
+        if self.api is not None and self.api.proc is not None and self.api.proc.poll() is not None:
+            raise RuntimeError(f"the API exited ({self.api.proc.returncode}):\n{self.api.log()[-3000:]}")
         try:
             httpx.get(f"{self.url}/health", timeout=1)
             return True

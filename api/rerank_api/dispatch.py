@@ -16,6 +16,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 from rq import Queue
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.results import Result
 
@@ -132,6 +133,8 @@ class Dispatcher:
             return RerankResult.model_validate(result.return_value)
         if (too_long := InputTooLong.find(result.exc_string or "")) is not None:
             raise ApiError(ErrorType.INPUT_TOO_LONG, too_long)
+        if AbandonedJobError.__name__ in (result.exc_string or ""):  # the worker's reaper gave the job up
+            raise ApiError(ErrorType.WORKER_LOST, f"the worker running job {job_id} died")
         lines = [line for line in (result.exc_string or "").splitlines() if line.strip()]
         reason = lines[-1] if lines else result.type.name.lower()
         raise ApiError(ErrorType.INFERENCE_FAILED, f"job {job_id} failed on worker {result.worker_name}: {reason}")

@@ -82,6 +82,8 @@ class RerankWorker(SimpleWorker):
     """A SimpleWorker that batches waiting rerank jobs and counts its outcomes for the heartbeat."""
 
     job_class = RerankJob
+    #: RQ backs off up to a minute between reconnects while Redis is down; a few seconds suits a service.
+    max_connection_wait_time = 5.0
 
     def __init__(self, *args: Any, max_batch_pairs: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -90,6 +92,12 @@ class RerankWorker(SimpleWorker):
         self.jobs_done = 0
         self.jobs_failed = 0
         self.batches = 0
+        self.stopping = False
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        """SIGTERM/SIGINT: remember it, so the process exits instead of restarting the loop."""
+        self.stopping = True
+        super().request_stop(signum, frame)
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry) -> None:
         super().handle_job_success(job, queue, started_job_registry)

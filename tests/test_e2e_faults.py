@@ -1,0 +1,114 @@
+"""Faults with real processes: a worker killed mid-work, Redis stopped and restarted under traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import httpx
+import pytest
+from redis import Redis
+from rq import Queue
+
+from rerank_server.contract import QUEUES, SERIALIZER
+from tests.conftest import SEED_CANDIDATES, SEED_QUERY, RedisServer, Stack, wait_until
+from tests.tiny_model import TOPICS
+
+pytestmark = pytest.mark.e2e
+
+PASSAGES = [p for docs in TOPICS.values() for p in docs]
+
+
+def items(n: int, per_item: int) -> list[dict]:
+    topics = list(TOPICS)
+    return [
+        {"id": f"i{i}", "query": topics[i % 5], "candidates": [PASSAGES[(i + k) % 20] for k in range(per_item)]}
+        for i in range(n)
+    ]
+
+
+async def burst(url: str, n: int) -> list[tuple[int, float]]:
+    """``n`` concurrent seed requests; (status, seconds) of each."""
+
+    async def one(client: httpx.AsyncClient) -> tuple[int, float]:
+        started = time.monotonic()
+        response = await client.post("/v1/rerank", json={"query": SEED_QUERY, "candidates": SEED_CANDIDATES})
+        return response.status_code, time.monotonic() - started
+
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        return await asyncio.gather(*(one(client) for _ in range(n)))
+
+
+def started_jobs(redis_url: str) -> list[str]:
+    connection = Redis.from_url(redis_url)
+    return [
+        j
+        for q in QUEUES
+        for j in Queue(q, connection=connection, serializer=SERIALIZER).started_job_registry.get_job_ids(cleanup=False)
+    ]
+
+
+def test_killed_worker_loses_nothing(make_stack, own_redis: RedisServer) -> None:
+    """SIGKILL the only worker during a bulk job and a burst of sync calls, then restart it as launchd would."""
+    stack: Stack = make_stack(BULK_CHUNK_PAIRS="32", REQUEST_TIMEOUT_S="30")
+    stack.start_api()
+    first = stack.start_worker()
+    payload = items(600, 40)  # 24,000 pairs: seconds of work for the tiny model
+    job_id = httpx.post(f"{stack.url}/v1/jobs", json={"items": payload}).json()["id"]
+    url = f"{stack.url}/v1/jobs/{job_id}"
+    wait_until(lambda: (httpx.get(url).json()["progress"] or {}).get("done", 0) > 0, 60, "bulk job progress")
+
+    async def kill_during_burst() -> list[tuple[int, float]]:
+        calls = asyncio.ensure_future(burst(stack.url, 20))
+        await asyncio.sleep(0.05)
+        first.signal(signal.SIGKILL)
+        return await calls
+
+    outcomes = asyncio.run(kill_during_burst())
+    assert {status for status, _ in outcomes} <= {200, 503}
+    assert max(seconds for _, seconds in outcomes) < 10  # none waits for its 30 s timeout
+
+    stack.start_worker()  # the supervisor's restart
+    wait_until(lambda: httpx.get(url).json()["status"] == "finished", 120, "bulk job to be re-run to the end")
+    result = httpx.get(url).json()["result"]
+    assert [i["id"] for i in result["items"]] == [i["id"] for i in payload]
+    for item, got in list(zip(payload, result["items"], strict=True))[:3]:
+        want = stack.rerank(item["query"], item["candidates"]).json()["results"]
+        assert [r["index"] for r in got["results"]] == [r["index"] for r in want]
+        assert [r["score"] for r in got["results"]] == pytest.approx([r["score"] for r in want], abs=1e-5)
+    wait_until(lambda: not started_jobs(own_redis.url), 10, "no job left started")
+    assert stack.rerank(SEED_QUERY, SEED_CANDIDATES).status_code == 200
+
+
+def test_redis_outage_gives_503_then_recovers_without_restarts(make_stack, own_redis: RedisServer) -> None:
+    stack: Stack = make_stack()
+    api = stack.start_api()
+    worker = stack.start_worker()
+    assert stack.rerank(SEED_QUERY, SEED_CANDIDATES).status_code == 200
+
+    own_redis.stop()
+    started = time.monotonic()
+    during = stack.rerank(SEED_QUERY, SEED_CANDIDATES)
+    assert during.status_code == 503
+    assert during.json()["error_type"] == "queue_unavailable"
+    assert time.monotonic() - started < 5
+    health = httpx.get(f"{stack.url}/health")
+    assert health.status_code == 503 and health.json()["redis"] == "unreachable"
+    time.sleep(3)  # let the worker notice too
+
+    own_redis.start()
+    wait_until(lambda: stack.rerank(SEED_QUERY, SEED_CANDIDATES).status_code == 200, 30, "service to recover")
+    assert api.proc.poll() is None and worker.proc.poll() is None
+    assert stack.health()["workers"][0]["pid"] == worker.proc.pid
+    assert "lost Redis" in worker.log() or "could not connect to Redis" in worker.log()
+
+
+def test_password_protected_redis(make_stack, own_redis: RedisServer) -> None:
+    own_redis.stop()
+    own_redis.password = "s3cret"
+    own_redis.start()
+    stack: Stack = make_stack()
+    stack.start_api()
+    stack.start_worker()
+    assert stack.rerank(SEED_QUERY, SEED_CANDIDATES).status_code == 200
