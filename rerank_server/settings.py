@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     max_request_chars: int = Field(
         2_000_000, ge=1, description="More characters (query + candidates) in one request -> 413."
     )
+    max_text_chars: int = Field(100_000, ge=1, description="A longer query or candidate -> 413.")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="A larger request body -> 413.")
+    max_inflight: int = Field(512, ge=1, description="More sync requests waiting in one API process -> 429.")
+    max_queue_depth: int = Field(2048, ge=1, description="More sync jobs waiting in the queue -> 429.")
     result_ttl_s: int = Field(60, ge=1, description="How long a sync job's result stays in Redis after it finishes.")
     bulk_max_pairs: int = Field(1_000_000, ge=1, description="More pairs in one bulk job submitted over HTTP -> 413.")
     bulk_result_ttl_s: int = Field(7 * 86400, ge=1, description="How long a finished bulk job and its result are kept.")

@@ -15,7 +15,14 @@ from tests.conftest import SEED_CANDIDATES, SEED_QUERY, RedisServer
 
 @pytest.fixture
 def client(flushed_redis: RedisServer) -> Iterator[TestClient]:
-    settings = Settings(redis_url=flushed_redis.url, max_candidates=3, max_request_chars=100, model="some/model")
+    settings = Settings(
+        redis_url=flushed_redis.url,
+        max_candidates=3,
+        max_request_chars=100,
+        max_text_chars=60,
+        max_body_bytes=2048,
+        model="some/model",
+    )
     with TestClient(create_app(settings)) as c:
         yield c
 
@@ -56,7 +63,7 @@ def test_too_many_candidates_is_413(client: TestClient) -> None:
 
 
 def test_too_many_characters_is_413(client: TestClient) -> None:
-    message = error(client.post("/v1/rerank", json={"query": "q" * 90, "candidates": ["a" * 20]}), 413, "too_large")
+    message = error(client.post("/v1/rerank", json={"query": "q" * 50, "candidates": ["a" * 55]}), 413, "too_large")
     assert "RERANK_MAX_REQUEST_CHARS" in message
 
 
@@ -88,3 +95,34 @@ def test_openapi_documents_error_answers(client: TestClient) -> None:
     responses = spec["paths"]["/v1/rerank"]["post"]["responses"]
     assert {"200", "413", "422", "503", "504"} <= set(responses)
     assert responses["503"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+
+
+def test_too_long_text_is_413(client: TestClient) -> None:
+    message = error(client.post("/v1/rerank", json={"query": "q", "candidates": ["a" * 61]}), 413, "too_large")
+    assert "RERANK_MAX_TEXT_CHARS" in message
+
+
+def test_lone_surrogate_is_422_not_a_worker_crash(client: TestClient, flushed_redis: RedisServer) -> None:
+    body = b'{"query": "q", "candidates": ["ok", "bad \\ud800 text"]}'
+    response = client.post("/v1/rerank", content=body, headers={"content-type": "application/json"})
+    assert "not valid Unicode" in error(response, 422, "validation")
+    assert flushed_redis.client().keys("rq:*") == []
+
+
+def test_body_over_the_limit_is_413_by_length_or_as_it_streams(client: TestClient) -> None:
+    big = b'{"query": "q", "candidates": ["' + b"a" * 3000 + b'"]}'
+    declared = client.post("/v1/rerank", content=big, headers={"content-type": "application/json"})
+    assert "RERANK_MAX_BODY_BYTES" in error(declared, 413, "too_large")
+
+    def chunks():  # no Content-Length: the limit applies as the body arrives
+        for i in range(0, len(big), 500):
+            yield big[i : i + 500]
+
+    streamed = client.post("/v1/rerank", content=chunks(), headers={"content-type": "application/json"})
+    assert "RERANK_MAX_BODY_BYTES" in error(streamed, 413, "too_large")
+
+
+def test_bulk_texts_are_checked_before_enqueueing(client: TestClient, flushed_redis: RedisServer) -> None:
+    body = {"items": [{"query": "q", "candidates": ["a" * 61]}]}
+    assert "RERANK_MAX_TEXT_CHARS" in error(client.post("/v1/jobs", json=body), 413, "too_large")
+    assert flushed_redis.client().keys("rq:*") == []

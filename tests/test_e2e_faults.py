@@ -112,3 +112,66 @@ def test_password_protected_redis(make_stack, own_redis: RedisServer) -> None:
     stack.start_api()
     stack.start_worker()
     assert stack.rerank(SEED_QUERY, SEED_CANDIDATES).status_code == 200
+
+
+def test_overload_answers_429_with_retry_after_then_recovers(make_stack) -> None:
+    stack: Stack = make_stack(MAX_INFLIGHT="2", HEARTBEAT_TTL_S="60")
+    stack.start_api()
+    worker = stack.start_worker()
+    worker.signal(signal.SIGSTOP)  # requests pile up
+
+    async def pile_up() -> tuple[list[int], httpx.Response]:
+        async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
+            body = {"query": SEED_QUERY, "candidates": SEED_CANDIDATES}
+            waiting = [asyncio.ensure_future(client.post("/v1/rerank", json=body)) for _ in range(2)]
+            await asyncio.sleep(1.0)
+            refused = await client.post("/v1/rerank", json=body)
+            worker.signal(signal.SIGCONT)
+            return [r.status_code for r in await asyncio.gather(*waiting)], refused
+
+    try:
+        statuses, refused = asyncio.run(pile_up())
+    finally:
+        worker.signal(signal.SIGCONT)
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "1"
+    assert refused.json()["error_type"] == "overloaded"
+    assert statuses == [200, 200]
+    assert stack.rerank(SEED_QUERY, SEED_CANDIDATES).status_code == 200
+
+
+def test_queue_depth_bound_answers_429(make_stack) -> None:
+    stack: Stack = make_stack(MAX_QUEUE_DEPTH="2", HEARTBEAT_TTL_S="60")
+    stack.start_api()
+    worker = stack.start_worker()
+    worker.signal(signal.SIGSTOP)
+    try:
+        connection = Redis.from_url(stack.redis_url)
+        queue = Queue("rerank", connection=connection, serializer=SERIALIZER)
+        for _ in range(3):  # direct clients fill the queue (the frozen worker's blocking pop takes one)
+            queue.enqueue("rerank_worker.jobs.rerank", {"query": "q", "candidates": ["a"]})
+        time.sleep(1.0)  # the monitor's next look
+        response = stack.rerank(SEED_QUERY, SEED_CANDIDATES)
+    finally:
+        worker.signal(signal.SIGCONT)
+    assert response.status_code == 429
+    assert "2 jobs queued" in response.json()["error"]
+
+
+def test_request_abandoned_by_its_client_is_not_computed(make_stack, own_redis: RedisServer) -> None:
+    stack: Stack = make_stack(HEARTBEAT_TTL_S="60")
+    stack.start_api()
+    worker = stack.start_worker()
+    worker.signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{stack.url}/v1/rerank", json={"query": SEED_QUERY, "candidates": SEED_CANDIDATES}, timeout=1.0)
+        queue = Queue("rerank", connection=Redis.from_url(own_redis.url), serializer=SERIALIZER)
+        wait_until(lambda: queue.canceled_job_registry.count == 1, 5, "the abandoned job to be cancelled")
+    finally:
+        worker.signal(signal.SIGCONT)
+    assert stack.rerank(SEED_QUERY, SEED_CANDIDATES).status_code == 200
+    wait_until(lambda: stack.health()["workers"][0]["jobs_done"] == 1, 5, "heartbeat counts")
+    time.sleep(1.5)
+    assert stack.health()["workers"][0]["jobs_done"] == 1  # only the second request was computed
+    assert "skipped cancelled job" in worker.log()

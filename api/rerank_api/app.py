@@ -16,6 +16,7 @@ from rerank_api import bulk, errors
 from rerank_api.auth import protection
 from rerank_api.dispatch import WAIT_SLICE_S, Dispatcher
 from rerank_api.formats import ROUTERS
+from rerank_api.limits import BodySizeLimit
 from rerank_api.monitor import WorkerMonitor
 from rerank_api.routes import router
 from rerank_server import __version__
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             monitor,
             timeout_s=settings.request_timeout_s,
             result_ttl_s=settings.result_ttl_s,
+            max_inflight=settings.max_inflight,
+            max_queue_depth=settings.max_queue_depth,
         )
         app.state.bulk_jobs = BulkJobs.from_settings(sync_redis, settings)
         task = asyncio.create_task(monitor.run(), name="worker-monitor")
@@ -74,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     errors.install(app)
     app.include_router(router)
     # /health, /docs and /openapi.json stay open; every rerank route (and /info) needs the key when one is set.

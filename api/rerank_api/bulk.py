@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
 from rerank_api.errors import ApiError, ErrorType, responses
+from rerank_api.limits import check_texts
 from rerank_server.bulk_jobs import AlreadyDone, BulkJobs, JobState, Status, UnknownJob
 from rerank_server.contract import BulkItem, BulkPayload, ScoreMode
 
@@ -80,6 +81,7 @@ async def submit(body: BulkJobRequest, request: Request, response: Response, bul
     """Queue the items and answer at once with the job's id; poll ``status_url`` for progress and results.
     Accepted even while no worker runs: the job waits in Redis."""
     payload = BulkPayload(items=body.items, score_mode=body.score_mode)
+    check_texts((text for item in payload.items for text in (item.query, *item.candidates)), request.app.state.settings)
     limit = request.app.state.settings.bulk_max_pairs
     if payload.pairs > limit:
         raise ApiError(

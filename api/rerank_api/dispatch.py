@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Awaitable, Callable
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
@@ -49,8 +50,13 @@ class Dispatcher:
         *,
         timeout_s: float,
         result_ttl_s: int,
+        max_inflight: int,
+        max_queue_depth: int,
     ) -> None:
         self._sync_redis = sync_redis
+        self._max_inflight = max_inflight
+        self._max_queue_depth = max_queue_depth
+        self.inflight = 0
         self._redis = async_redis
         self._monitor = monitor
         self._timeout_s = timeout_s
@@ -64,6 +70,17 @@ class Dispatcher:
             raise ApiError(ErrorType.QUEUE_UNAVAILABLE, snapshot.redis_error)
         if not snapshot.workers:
             raise ApiError(ErrorType.NO_WORKER, "no worker is alive: start one with `rerank-server worker`")
+
+    def _check_capacity(self) -> None:
+        """429 instead of an ever longer wait: past the in-flight or queue-depth bound, callers back off."""
+        depth = self._monitor.snapshot.queue_depth.get(SYNC_QUEUE, 0)
+        if self.inflight >= self._max_inflight or depth >= self._max_queue_depth:
+            raise ApiError(
+                ErrorType.OVERLOADED,
+                f"overloaded: {self.inflight} requests in flight here (max {self._max_inflight}), "
+                f"{depth} jobs queued (max {self._max_queue_depth})",
+                headers={"Retry-After": "1"},
+            )
 
     def _enqueue(self, payload: RerankPayload) -> str:
         seconds = math.ceil(self._timeout_s)
@@ -84,22 +101,31 @@ class Dispatcher:
         except Exception as exc:  # best effort: the job may have finished or expired meanwhile
             log.debug("could not cancel job %s: %s", job_id, exc)
 
-    async def run(self, payload: RerankPayload) -> RerankResult:
-        """Enqueue ``payload`` and return the worker's result, or raise :class:`ApiError`."""
+    async def run(self, payload: RerankPayload, gone: Callable[[], Awaitable[bool]] | None = None) -> RerankResult:
+        """Enqueue ``payload`` and return the worker's result, or raise :class:`ApiError`.
+
+        ``gone`` tells whether the client disconnected; it is asked between wait slices, and a
+        request whose client left has its job cancelled, so a job not yet started is never computed.
+        """
         self.check_can_serve()
+        self._check_capacity()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout_s
+        self.inflight += 1
         try:
-            job_id = await asyncio.to_thread(self._enqueue, payload)
-        except (RedisError, OSError) as exc:
-            raise ApiError(ErrorType.QUEUE_UNAVAILABLE, f"cannot enqueue: Redis unreachable: {exc}") from exc
-        try:
-            return await self._wait(job_id, deadline)
-        except BaseException:
-            loop.run_in_executor(None, self._cancel, job_id)
-            raise
+            try:
+                job_id = await asyncio.to_thread(self._enqueue, payload)
+            except (RedisError, OSError) as exc:
+                raise ApiError(ErrorType.QUEUE_UNAVAILABLE, f"cannot enqueue: Redis unreachable: {exc}") from exc
+            try:
+                return await self._wait(job_id, deadline, gone)
+            except BaseException:
+                loop.run_in_executor(None, self._cancel, job_id)
+                raise
+        finally:
+            self.inflight -= 1
 
-    async def _wait(self, job_id: str, deadline: float) -> RerankResult:
+    async def _wait(self, job_id: str, deadline: float, gone: Callable[[], Awaitable[bool]] | None) -> RerankResult:
         loop = asyncio.get_running_loop()
         key = Result.get_key(job_id)
         while (remaining := deadline - loop.time()) > 0:
@@ -110,6 +136,8 @@ class Dispatcher:
             if response:
                 entry_id, fields = response[0][1][-1]
                 return self._parse(job_id, entry_id, fields)
+            if gone is not None and await gone():
+                raise ApiError(ErrorType.CLIENT_CLOSED, f"client disconnected; job {job_id} cancelled")
             await self._check_still_running(job_id)
         raise ApiError(ErrorType.TIMEOUT, f"no result within {self._timeout_s:g}s (job {job_id})")
 

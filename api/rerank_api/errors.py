@@ -23,6 +23,8 @@ class ErrorType(StrEnum):
     UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
+    OVERLOADED = "overloaded"
+    CLIENT_CLOSED = "client_closed"
     NO_WORKER = "no_worker"
     WORKER_LOST = "worker_lost"
     QUEUE_UNAVAILABLE = "queue_unavailable"
@@ -38,6 +40,8 @@ STATUS: dict[ErrorType, int] = {
     ErrorType.UNAUTHORIZED: 401,
     ErrorType.NOT_FOUND: 404,
     ErrorType.CONFLICT: 409,
+    ErrorType.OVERLOADED: 429,
+    ErrorType.CLIENT_CLOSED: 499,
     ErrorType.NO_WORKER: 503,
     ErrorType.WORKER_LOST: 503,
     ErrorType.QUEUE_UNAVAILABLE: 503,
@@ -53,6 +57,8 @@ DESCRIPTION: dict[ErrorType, str] = {
     ErrorType.UNAUTHORIZED: "RERANK_API_KEY is set and the request lacks `Authorization: Bearer <key>` with it.",
     ErrorType.NOT_FOUND: "No such route, or no such job (unknown id, or its results expired).",
     ErrorType.CONFLICT: "The job is already finished or failed and cannot be cancelled.",
+    ErrorType.OVERLOADED: "Too many requests waiting (RERANK_MAX_INFLIGHT, RERANK_MAX_QUEUE_DEPTH); see `Retry-After`.",
+    ErrorType.CLIENT_CLOSED: "The client went away before its result was ready; its job was cancelled (never sent).",
     ErrorType.NO_WORKER: "No worker is alive to run the job.",
     ErrorType.WORKER_LOST: "The worker running the job died before finishing it.",
     ErrorType.QUEUE_UNAVAILABLE: "Redis cannot be reached.",

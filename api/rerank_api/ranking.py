@@ -10,12 +10,12 @@ import time
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Response
+from fastapi import Depends, Request, Response
 
 from rerank_api.deps import DispatcherDep, MonitorDep, SettingsDep
-from rerank_api.errors import ApiError, ErrorType
+from rerank_api.errors import ErrorType
+from rerank_api.limits import check_limits
 from rerank_server.contract import RerankPayload, ScoredIndex
-from rerank_server.settings import Settings
 
 #: Error types any rerank route can answer with, for its OpenAPI ``responses``.
 RERANK_ERRORS = (
@@ -26,6 +26,7 @@ RERANK_ERRORS = (
     ErrorType.QUEUE_UNAVAILABLE,
     ErrorType.TIMEOUT,
     ErrorType.INFERENCE_FAILED,
+    ErrorType.OVERLOADED,
 )
 
 
@@ -38,22 +39,6 @@ class Ranked:
     total_ms: float
 
 
-def check_limits(query: str, candidates: list[str], settings: Settings) -> None:
-    """413 past the configured number of candidates or characters."""
-    if len(candidates) > settings.max_candidates:
-        raise ApiError(
-            ErrorType.TOO_LARGE,
-            f"{len(candidates)} texts given, at most {settings.max_candidates} allowed (RERANK_MAX_CANDIDATES)",
-        )
-    chars = len(query) + sum(len(c) for c in candidates)
-    if chars > settings.max_request_chars:
-        raise ApiError(
-            ErrorType.TOO_LARGE,
-            f"request holds {chars} characters, at most {settings.max_request_chars} allowed "
-            "(RERANK_MAX_REQUEST_CHARS)",
-        )
-
-
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
@@ -62,11 +47,17 @@ class Ranker:
     """Per-request dependency: runs a payload and puts ``x-queue-time`` etc. on the response."""
 
     def __init__(
-        self, settings: SettingsDep, dispatcher: DispatcherDep, monitor: MonitorDep, response: Response
+        self,
+        settings: SettingsDep,
+        dispatcher: DispatcherDep,
+        monitor: MonitorDep,
+        request: Request,
+        response: Response,
     ) -> None:
         self._settings = settings
         self._dispatcher = dispatcher
         self._monitor = monitor
+        self._request = request
         self._response = response
         self._started = time.perf_counter()
 
@@ -75,7 +66,7 @@ class Ranker:
         check_limits(payload.query, payload.candidates, self._settings)
         if not payload.candidates:
             return Ranked(results=[], model=self._model_name(), total_ms=_ms(time.perf_counter() - self._started))
-        result = await self._dispatcher.run(payload)
+        result = await self._dispatcher.run(payload, gone=self._request.is_disconnected)
         total_ms = _ms(time.perf_counter() - self._started)
         self._response.headers.update(
             {

@@ -17,6 +17,7 @@ one chunk.
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from rerank_server.contract import (
 )
 from rerank_worker import jobs
 
+log = logging.getLogger(__name__)
+
 
 class RefusedJob(Exception):
     """A job named a function this worker does not run."""
@@ -64,6 +67,14 @@ def _is_rerank(job: Job) -> bool:
         return job.func_name == RERANK_JOB
     except DeserializationError:  # not JSON (a pickle, say): RQ's own path fails it
         return False
+
+
+def _cancelled(job: Job) -> bool:
+    """A job cancelled while queued (its caller gave up) but already popped: drop it unrun."""
+    if job.get_status(refresh=False) != JobStatus.CANCELED:
+        return False
+    log.info("skipped cancelled job %s", job.id)
+    return True
 
 
 @dataclass
@@ -110,6 +121,8 @@ class RerankWorker(SimpleWorker):
         self.jobs_failed += 1
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        if _cancelled(job):
+            return
         if not _is_rerank(job):
             super().execute_job(job, queue)
             return
@@ -143,6 +156,8 @@ class RerankWorker(SimpleWorker):
             found = self._pop_sync()
             if found is None:
                 return
+            if _cancelled(found[0]):
+                continue
             if not _is_rerank(found[0]):
                 self._sync_queue.push_job_id(found[0].id, at_front=True)
                 return
@@ -187,6 +202,8 @@ class RerankWorker(SimpleWorker):
             found = self._pop(sync_only)
             if found is None:
                 break
+            if _cancelled(found[0]):
+                continue
             if not _is_rerank(found[0]):
                 return batch, found
             running = _Running(*found)
