@@ -158,6 +158,7 @@ class SystemResult:
     latency: dict[int, load.Run] = field(default_factory=dict)
     throughput: dict[int, load.Run] = field(default_factory=dict)
     rss: dict[str, float | None] = field(default_factory=dict)
+    load_test: load.Run | None = None
 
 
 def drive(name: str, url: str, body: load.BodyFn, workload: Workload, quick: bool) -> SystemResult:
@@ -191,6 +192,7 @@ def run_service(model_dir: Path, batch_size: int, workload: Workload, logs: Path
         api = stack.enter_context(process([*cli, "api"], logs / "api.log", env, ready_url=f"{url}/openapi.json"))
         worker = stack.enter_context(process([*cli, "worker"], logs / "worker.log", env, ready_url=f"{url}/health"))
         result = drive("rerank-server", url, seed_body, workload, quick)
+        result.load_test = load.run(url, seed_body, workload, size=4, concurrency=64, requests=500 if quick else 2000)
         bulk = measure_bulk(url, workload, quick, report)
         result.rss = {"api": rss_mb(api.pid), "worker": rss_mb(worker.pid)}
     return result, bulk
@@ -321,6 +323,14 @@ def main(argv: list[str] | None = None) -> int:
     if infinity is not None:
         report.add(f"and **{c32 / infinity.throughput[32].pairs_per_s:.2f}x** infinity-emb (target >= 1.0),", "")
     report.add(f"**{c32 / baseline.throughput[32].pairs_per_s:.2f}x** the in-process FastAPI baseline.", "")
+
+    assert service.load_test is not None
+    lt = service.load_test
+    report.add("## Load test: concurrency 64, 4 candidates per call", "")
+    report.table(
+        ["requests", "errors", "p50 ms", "p99 ms", "requests/s"],
+        [[len(lt.latencies_ms), lt.errors, lt.p50, lt.p99, len(lt.latencies_ms) / lt.seconds]],
+    )
 
     report.add("## Bulk jobs", "")
     report.table(
