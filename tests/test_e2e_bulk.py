@@ -137,19 +137,11 @@ def test_unknown_and_malformed_jobs(bulk_stack: Stack, redis_server) -> None:
     missing = httpx.get(f"{bulk_stack.url}/v1/jobs/no-such-job")
     assert missing.status_code == 404 and missing.json()["error_type"] == "not_found"
     assert httpx.delete(f"{bulk_stack.url}/v1/jobs/bad%20id").status_code == 404
-    before = redis_server.client().llen("rq:queue:rerank-bulk")
-    jobs_before = len(redis_server.client().keys("rq:job:*"))
+    jobs_before = set(redis_server.client().keys("rq:job:*"))
     bad = httpx.post(f"{bulk_stack.url}/v1/jobs", json={"items": [{"query": "q", "candidates": "x"}]})
     assert bad.status_code == 422
     assert "items.0.candidates" in bad.json()["error"]
-    assert redis_server.client().llen("rq:queue:rerank-bulk") == before
-    assert len(redis_server.client().keys("rq:job:*")) == jobs_before
-    sync_job = redis_server.client().keys("rq:job:*")
-    if sync_job:  # a sync job's id is not a bulk job
-        job_id = sync_job[0].decode().removeprefix("rq:job:")
-        kind = redis_server.client().hget(f"rq:job:{job_id}", "description") or b""
-        if not kind.startswith(b"bulk"):
-            assert httpx.get(f"{bulk_stack.url}/v1/jobs/{job_id}").status_code == 404
+    assert set(redis_server.client().keys("rq:job:*")) <= jobs_before  # nothing was enqueued
 
 
 def test_queued_job_can_be_cancelled_and_never_runs(make_stack) -> None:

@@ -14,6 +14,7 @@ from rerank_server.contract import (
     RERANK_JOB,
     SERIALIZER,
     SYNC_QUEUE,
+    BulkPayload,
     BulkResult,
     Progress,
 )
@@ -146,3 +147,14 @@ def test_bad_bulk_payload_fails_cleanly(queues) -> None:
     failed = fetch(queues[1], job.id)
     assert failed.get_status() == JobStatus.FAILED
     assert "candidates" in failed.latest_result().exc_string
+
+
+def test_bulk_job_lookups_refuse_other_jobs(queues) -> None:
+    from rerank_server.bulk_jobs import BulkJobs, UnknownJob
+
+    bulk_jobs = BulkJobs(queues[0].connection, job_timeout_s=60, result_ttl_s=60, failure_ttl_s=60, retries=0)
+    sync_job = queues[0].enqueue(RERANK_JOB, {"query": "q", "candidates": ["a"]})
+    for job_id in (sync_job.id, "no-such-job", "bad id"):
+        with pytest.raises(UnknownJob):
+            bulk_jobs.state(job_id)
+    assert bulk_jobs.state(bulk_jobs.submit(BulkPayload(items=[]))).status == "queued"

@@ -190,3 +190,19 @@ def test_reduced_precision_model_loads_in_that_dtype_and_ranks_alike(model_dir, 
     half_scores = half.score(SEED_QUERY, SEED_CANDIDATES)
     assert half_scores == pytest.approx(full_scores, abs=0.05)
     assert sorted(range(3), key=lambda i: -half_scores[i]) == sorted(range(3), key=lambda i: -full_scores[i])
+
+
+def test_job_cancelled_after_being_popped_is_not_run(queue: Queue) -> None:
+    """The caller gave up after a worker's blocking pop took the job: the worker drops it unrun."""
+    from rerank_worker.worker import RerankJob, RerankWorker
+
+    job = queue.enqueue(RERANK_JOB, {"query": SEED_QUERY, "candidates": SEED_CANDIDATES})
+    popped = Job.fetch(job.id, connection=queue.connection, serializer=SERIALIZER)
+    job.cancel()
+    worker = RerankWorker(
+        [queue], connection=queue.connection, serializer=SERIALIZER, job_class=RerankJob, max_batch_pairs=512
+    )
+    worker.execute_job(RerankJob.fetch(popped.id, connection=queue.connection, serializer=SERIALIZER), queue)
+    assert (worker.jobs_done, worker.jobs_failed, worker.batches) == (0, 0, 0)
+    assert fetch(queue, job.id).get_status() == JobStatus.CANCELED
+    assert fetch(queue, job.id).latest_result() is None
