@@ -54,7 +54,7 @@ def test_killed_worker_loses_nothing(make_stack, own_redis: RedisServer) -> None
     stack: Stack = make_stack(BULK_CHUNK_PAIRS="32", REQUEST_TIMEOUT_S="30")
     stack.start_api()
     first = stack.start_worker()
-    payload = items(600, 40)  # 24,000 pairs: seconds of work for the tiny model
+    payload = items(300, 40)  # 12,000 pairs: seconds of work for the tiny model
     job_id = httpx.post(f"{stack.url}/v1/jobs", json={"items": payload}).json()["id"]
     url = f"{stack.url}/v1/jobs/{job_id}"
     wait_until(lambda: (httpx.get(url).json()["progress"] or {}).get("done", 0) > 0, 60, "bulk job progress")

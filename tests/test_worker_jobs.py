@@ -197,12 +197,11 @@ def test_job_cancelled_after_being_popped_is_not_run(queue: Queue) -> None:
     from rerank_worker.worker import RerankJob, RerankWorker
 
     job = queue.enqueue(RERANK_JOB, {"query": SEED_QUERY, "candidates": SEED_CANDIDATES})
-    popped = Job.fetch(job.id, connection=queue.connection, serializer=SERIALIZER)
-    job.cancel()
+    job.cancel()  # e.g. the API's caller disconnected after the worker's blocking pop took the id
     worker = RerankWorker(
         [queue], connection=queue.connection, serializer=SERIALIZER, job_class=RerankJob, max_batch_pairs=512
     )
-    worker.execute_job(RerankJob.fetch(popped.id, connection=queue.connection, serializer=SERIALIZER), queue)
+    worker.execute_job(RerankJob.fetch(job.id, connection=queue.connection, serializer=SERIALIZER), queue)
     assert (worker.jobs_done, worker.jobs_failed, worker.batches) == (0, 0, 0)
     assert fetch(queue, job.id).get_status() == JobStatus.CANCELED
     assert fetch(queue, job.id).latest_result() is None
