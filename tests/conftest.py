@@ -55,6 +55,25 @@ def cross_encoder(model_dir: Path):
     return CrossEncoder(str(model_dir), device="cpu")
 
 
+@pytest.fixture(scope="session")
+def reranker(model_dir: Path):
+    """The model runtime installed in this process, as a worker holds it, for in-process worker tests."""
+    from rerank_worker import runtime
+
+    model = runtime.Reranker(str(model_dir), device="cpu", batch_size=16, max_length=None)
+    runtime.install(model)
+    return model
+
+
+def assert_error(response: httpx.Response, status: int, error_type: str) -> str:
+    """Check an error answer's status and ``{"error", "error_type"}`` body; returns the message."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "error_type"}
+    assert body["error_type"] == error_type
+    return body["error"]
+
+
 @dataclass
 class RedisServer:
     """A redis-server of the test's own, on a free port."""

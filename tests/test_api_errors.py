@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from rerank_api.app import create_app
 from rerank_server.settings import Settings
-from tests.conftest import SEED_CANDIDATES, SEED_QUERY, RedisServer
+from tests.conftest import SEED_CANDIDATES, SEED_QUERY, RedisServer, assert_error
 
 
 @pytest.fixture
@@ -27,14 +27,6 @@ def client(flushed_redis: RedisServer) -> Iterator[TestClient]:
         yield c
 
 
-def error(response, status: int, error_type: str) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error", "error_type"}
-    assert body["error_type"] == error_type
-    return body["error"]
-
-
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -49,21 +41,23 @@ def error(response, status: int, error_type: str) -> str:
     ],
 )
 def test_invalid_fields_are_422_naming_the_field(client: TestClient, body: dict, field: str) -> None:
-    assert field in error(client.post("/v1/rerank", json=body), 422, "validation")
+    assert field in assert_error(client.post("/v1/rerank", json=body), 422, "validation")
 
 
 def test_malformed_json_is_422(client: TestClient) -> None:
     response = client.post("/v1/rerank", content=b'{"query": ', headers={"content-type": "application/json"})
-    assert "JSON" in error(response, 422, "validation")
+    assert "JSON" in assert_error(response, 422, "validation")
 
 
 def test_too_many_candidates_is_413(client: TestClient) -> None:
-    message = error(client.post("/v1/rerank", json={"query": "q", "candidates": ["a"] * 4}), 413, "too_large")
+    message = assert_error(client.post("/v1/rerank", json={"query": "q", "candidates": ["a"] * 4}), 413, "too_large")
     assert "RERANK_MAX_CANDIDATES" in message
 
 
 def test_too_many_characters_is_413(client: TestClient) -> None:
-    message = error(client.post("/v1/rerank", json={"query": "q" * 50, "candidates": ["a" * 55]}), 413, "too_large")
+    message = assert_error(
+        client.post("/v1/rerank", json={"query": "q" * 50, "candidates": ["a" * 55]}), 413, "too_large"
+    )
     assert "RERANK_MAX_REQUEST_CHARS" in message
 
 
@@ -79,7 +73,7 @@ def test_no_worker_is_503_at_once_and_enqueues_nothing(client: TestClient, flush
     started = time.monotonic()
     response = client.post("/v1/rerank", json={"query": SEED_QUERY, "candidates": SEED_CANDIDATES})
     assert time.monotonic() - started < 1
-    assert "rerank-server worker" in error(response, 503, "no_worker")
+    assert "rerank-server worker" in assert_error(response, 503, "no_worker")
     assert flushed_redis.client().llen("rq:queue:rerank") == 0
     health = client.get("/health")
     assert health.status_code == 503
@@ -87,7 +81,7 @@ def test_no_worker_is_503_at_once_and_enqueues_nothing(client: TestClient, flush
 
 
 def test_unknown_route_is_json_404(client: TestClient) -> None:
-    error(client.get("/v1/nothing"), 404, "not_found")
+    assert_error(client.get("/v1/nothing"), 404, "not_found")
 
 
 def test_openapi_documents_error_answers(client: TestClient) -> None:
@@ -98,31 +92,31 @@ def test_openapi_documents_error_answers(client: TestClient) -> None:
 
 
 def test_too_long_text_is_413(client: TestClient) -> None:
-    message = error(client.post("/v1/rerank", json={"query": "q", "candidates": ["a" * 61]}), 413, "too_large")
+    message = assert_error(client.post("/v1/rerank", json={"query": "q", "candidates": ["a" * 61]}), 413, "too_large")
     assert "RERANK_MAX_TEXT_CHARS" in message
 
 
 def test_lone_surrogate_is_422_not_a_worker_crash(client: TestClient, flushed_redis: RedisServer) -> None:
     body = b'{"query": "q", "candidates": ["ok", "bad \\ud800 text"]}'
     response = client.post("/v1/rerank", content=body, headers={"content-type": "application/json"})
-    assert "not valid Unicode" in error(response, 422, "validation")
+    assert "not valid Unicode" in assert_error(response, 422, "validation")
     assert flushed_redis.client().keys("rq:*") == []
 
 
 def test_body_over_the_limit_is_413_by_length_or_as_it_streams(client: TestClient) -> None:
     big = b'{"query": "q", "candidates": ["' + b"a" * 3000 + b'"]}'
     declared = client.post("/v1/rerank", content=big, headers={"content-type": "application/json"})
-    assert "RERANK_MAX_BODY_BYTES" in error(declared, 413, "too_large")
+    assert "RERANK_MAX_BODY_BYTES" in assert_error(declared, 413, "too_large")
 
     def chunks():  # no Content-Length: the limit applies as the body arrives
         for i in range(0, len(big), 500):
             yield big[i : i + 500]
 
     streamed = client.post("/v1/rerank", content=chunks(), headers={"content-type": "application/json"})
-    assert "RERANK_MAX_BODY_BYTES" in error(streamed, 413, "too_large")
+    assert "RERANK_MAX_BODY_BYTES" in assert_error(streamed, 413, "too_large")
 
 
 def test_bulk_texts_are_checked_before_enqueueing(client: TestClient, flushed_redis: RedisServer) -> None:
     body = {"items": [{"query": "q", "candidates": ["a" * 61]}]}
-    assert "RERANK_MAX_TEXT_CHARS" in error(client.post("/v1/jobs", json=body), 413, "too_large")
+    assert "RERANK_MAX_TEXT_CHARS" in assert_error(client.post("/v1/jobs", json=body), 413, "too_large")
     assert flushed_redis.client().keys("rq:*") == []

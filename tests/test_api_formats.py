@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from rerank_api.app import create_app
 from rerank_server.settings import Settings
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, assert_error
 
 
 def client_for(redis: RedisServer, **settings) -> TestClient:
@@ -32,26 +32,18 @@ def keyed(flushed_redis: RedisServer) -> Iterator[TestClient]:
         yield c
 
 
-def error(response, status: int, error_type: str) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error", "error_type"}
-    assert body["error_type"] == error_type
-    return body["error"]
-
-
 # --- /v1/rerank: candidates or documents -------------------------------------------------------------
 
 
 def test_both_lists_are_422_naming_both(client: TestClient) -> None:
     body = {"query": "q", "candidates": ["a"], "documents": ["a"]}
-    message = error(client.post("/v1/rerank", json=body), 422, "validation")
+    message = assert_error(client.post("/v1/rerank", json=body), 422, "validation")
     assert "both `candidates` and `documents`" in message
 
 
 @pytest.mark.parametrize("body", [{"query": "q"}, {"query": "q", "candidates": None, "documents": None}])
 def test_neither_list_is_422_naming_both(client: TestClient, body: dict) -> None:
-    message = error(client.post("/v1/rerank", json=body), 422, "validation")
+    message = assert_error(client.post("/v1/rerank", json=body), 422, "validation")
     assert "`candidates`" in message and "`documents`" in message and "required" in message
 
 
@@ -65,12 +57,12 @@ def test_neither_list_is_422_naming_both(client: TestClient, body: dict) -> None
 )
 def test_bad_documents_are_422_naming_the_field(client: TestClient, documents, field: str) -> None:
     body = {"query": "q", "documents": documents}
-    assert field in error(client.post("/v1/rerank", json=body), 422, "validation")
+    assert field in assert_error(client.post("/v1/rerank", json=body), 422, "validation")
 
 
 def test_documents_as_strings_and_objects_are_accepted(client: TestClient) -> None:
     body = {"model": "m", "query": "q", "documents": ["a", {"text": "b", "id": 7}], "top_n": 1}
-    error(client.post("/v1/rerank", json=body), 503, "no_worker")
+    assert_error(client.post("/v1/rerank", json=body), 503, "no_worker")
 
 
 def test_empty_documents_answer_at_once_in_each_format(client: TestClient, flushed_redis: RedisServer) -> None:
@@ -92,44 +84,44 @@ def test_empty_documents_answer_at_once_in_each_format(client: TestClient, flush
 def test_invalid_top_n_is_422(client: TestClient, path: str, top_n) -> None:
     body = {"model": "m", "query": "q", "documents": ["a", "b"], "top_n": top_n}
     if top_n is None:  # null means "not given": accepted
-        error(client.post(path, json=body), 503, "no_worker")
+        assert_error(client.post(path, json=body), 503, "no_worker")
     else:
-        assert "top_n" in error(client.post(path, json=body), 422, "validation")
+        assert "top_n" in assert_error(client.post(path, json=body), 422, "validation")
 
 
 def test_top_n_with_candidates_is_validated_too(client: TestClient) -> None:
     body = {"query": "q", "candidates": ["a"], "top_n": 0}
-    assert "top_n" in error(client.post("/v1/rerank", json=body), 422, "validation")
+    assert "top_n" in assert_error(client.post("/v1/rerank", json=body), 422, "validation")
 
 
 @pytest.mark.parametrize("value", [0, -3, "4", 1.5])
 def test_invalid_max_tokens_per_doc_is_422(client: TestClient, value) -> None:
     body = {"model": "m", "query": "q", "documents": ["a"], "max_tokens_per_doc": value}
-    assert "max_tokens_per_doc" in error(client.post("/v2/rerank", json=body), 422, "validation")
+    assert "max_tokens_per_doc" in assert_error(client.post("/v2/rerank", json=body), 422, "validation")
 
 
 @pytest.mark.parametrize("direction", ["Left", "right", "RIGHT", "left"])
 def test_tei_truncation_direction_any_case(client: TestClient, direction: str) -> None:
     body = {"query": "q", "texts": ["a"], "truncation_direction": direction}
-    error(client.post("/rerank", json=body), 503, "no_worker")
+    assert_error(client.post("/rerank", json=body), 503, "no_worker")
 
 
 def test_tei_unknown_truncation_direction_is_422(client: TestClient) -> None:
     body = {"query": "q", "texts": ["a"], "truncation_direction": "middle"}
-    assert "truncation_direction" in error(client.post("/rerank", json=body), 422, "validation")
+    assert "truncation_direction" in assert_error(client.post("/rerank", json=body), 422, "validation")
 
 
 def test_tei_missing_texts_is_422(client: TestClient) -> None:
-    assert "texts: Field required" in error(client.post("/rerank", json={"query": "q"}), 422, "validation")
+    assert "texts: Field required" in assert_error(client.post("/rerank", json={"query": "q"}), 422, "validation")
 
 
 def test_v2_missing_documents_is_422(client: TestClient) -> None:
     body = {"model": "m", "query": "q"}
-    assert "documents: Field required" in error(client.post("/v2/rerank", json=body), 422, "validation")
+    assert "documents: Field required" in assert_error(client.post("/v2/rerank", json=body), 422, "validation")
 
 
 def test_info_without_worker_is_503(client: TestClient) -> None:
-    error(client.get("/info"), 503, "no_worker")
+    assert_error(client.get("/info"), 503, "no_worker")
 
 
 def test_limits_apply_to_every_format(flushed_redis: RedisServer) -> None:
@@ -140,7 +132,7 @@ def test_limits_apply_to_every_format(flushed_redis: RedisServer) -> None:
             ("/v2/rerank", {"model": "m", "query": "q", "documents": texts}),
             ("/rerank", {"query": "q", "texts": texts}),
         ]:
-            assert "RERANK_MAX_CANDIDATES" in error(c.post(path, json=body), 413, "too_large")
+            assert "RERANK_MAX_CANDIDATES" in assert_error(c.post(path, json=body), 413, "too_large")
 
 
 # --- the API key -----------------------------------------------------------------------------------
@@ -162,25 +154,25 @@ ROUTES = [
 def test_key_set_refuses_missing_or_wrong_key(keyed: TestClient, method, path, body, authorization, message) -> None:
     headers = {"authorization": authorization} if authorization is not None else {}
     response = keyed.request(method, path, json=body, headers=headers)
-    assert message in error(response, 401, "unauthorized")
+    assert message in assert_error(response, 401, "unauthorized")
     assert response.headers["www-authenticate"] == "Bearer"
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES)
 def test_key_set_right_key_passes(keyed: TestClient, method, path, body) -> None:
     response = keyed.request(method, path, json=body, headers={"authorization": "Bearer s3cret-key"})
-    error(response, 503, "no_worker")  # past the key check, on to the (absent) worker
+    assert_error(response, 503, "no_worker")  # past the key check, on to the (absent) worker
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES)
 def test_no_key_set_accepts_any_or_no_bearer_header(client: TestClient, method, path, body) -> None:
     for headers in ({}, {"authorization": "Bearer whatever-the-client-sends"}):
-        error(client.request(method, path, json=body, headers=headers), 503, "no_worker")
+        assert_error(client.request(method, path, json=body, headers=headers), 503, "no_worker")
 
 
 def test_empty_key_means_no_key(flushed_redis: RedisServer) -> None:
     with client_for(flushed_redis, api_key="") as c:
-        error(c.post("/rerank", json={"query": "q", "texts": ["a"]}), 503, "no_worker")
+        assert_error(c.post("/rerank", json={"query": "q", "texts": ["a"]}), 503, "no_worker")
 
 
 def test_health_and_docs_stay_open_with_a_key(keyed: TestClient) -> None:

@@ -23,15 +23,6 @@ from tests.tiny_model import TOPICS
 PASSAGES = [p for docs in TOPICS.values() for p in docs]
 
 
-@pytest.fixture(scope="module")
-def reranker(model_dir):
-    from rerank_worker import runtime
-
-    model = runtime.Reranker(str(model_dir), device="cpu", batch_size=64, max_length=None)
-    runtime.install(model)
-    return model
-
-
 @pytest.fixture
 def queues(reranker) -> tuple[Queue, Queue]:
     connection = fakeredis.FakeStrictRedis()

@@ -14,15 +14,6 @@ from rerank_server.contract import RERANK_JOB, SERIALIZER, SYNC_QUEUE, RerankRes
 from tests.conftest import SEED_CANDIDATES, SEED_QUERY
 
 
-@pytest.fixture(scope="module")
-def reranker(model_dir):
-    from rerank_worker import runtime
-
-    model = runtime.Reranker(str(model_dir), device="cpu", batch_size=2, max_length=None)
-    runtime.install(model)
-    return model
-
-
 @pytest.fixture
 def queue(reranker) -> Queue:
     return Queue(SYNC_QUEUE, connection=fakeredis.FakeStrictRedis(), serializer=SERIALIZER)

@@ -14,15 +14,6 @@ QUERY = "machine learning"  # 2 tokens; a pair adds 3 special tokens, so 59 text
 TEXT = "deep learning neural networks gradient descent training"  # 7 tokens
 
 
-@pytest.fixture(scope="module")
-def reranker(model_dir):
-    from rerank_worker import runtime
-
-    model = runtime.Reranker(str(model_dir), device="cpu", batch_size=4, max_length=None)
-    runtime.install(model)
-    return model
-
-
 def ids(reranker, text: str) -> list[int]:
     return reranker.model.tokenizer(text, add_special_tokens=False)["input_ids"]
 
