@@ -102,6 +102,9 @@ class RerankResult(BaseModel):
     worker: str
     queue_ms: float = Field(description="Time the job waited in the queue before a worker took it.")
     inference_ms: float = Field(description="Time spent tokenizing and scoring on the worker.")
+    # None in results of workers older than these fields.
+    batch_jobs: int | None = Field(None, description="Jobs scored in the same model call as this one (1: alone).")
+    batch_pairs: int | None = Field(None, description="(query, text) pairs in that model call, this job's included.")
 
 
 class BulkItem(BaseModel):

@@ -117,6 +117,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not parse the body: not UTF-8, nested too deeply, a huge number
+            cause = f": {type(exc.__cause__).__name__}: {exc.__cause__}" if exc.__cause__ else ""
+            return error_response(ErrorType.VALIDATION, f"body: {exc.detail}{cause}")
         error_type = {404: ErrorType.NOT_FOUND, 413: ErrorType.TOO_LARGE, 422: ErrorType.VALIDATION}.get(
             exc.status_code
         )

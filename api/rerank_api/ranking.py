@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Response
 
-from rerank_api.deps import DispatcherDep, MonitorDep, SettingsDep
+from rerank_api.deps import DispatcherDep, MetricsDep, MonitorDep, SettingsDep
 from rerank_api.errors import ApiError, ErrorType
 from rerank_server.contract import RerankPayload, ScoredIndex
 from rerank_server.settings import Settings
@@ -62,11 +62,17 @@ class Ranker:
     """Per-request dependency: runs a payload and puts ``x-queue-time`` etc. on the response."""
 
     def __init__(
-        self, settings: SettingsDep, dispatcher: DispatcherDep, monitor: MonitorDep, response: Response
+        self,
+        settings: SettingsDep,
+        dispatcher: DispatcherDep,
+        monitor: MonitorDep,
+        metrics: MetricsDep,
+        response: Response,
     ) -> None:
         self._settings = settings
         self._dispatcher = dispatcher
         self._monitor = monitor
+        self._metrics = metrics
         self._response = response
         self._started = time.perf_counter()
 
@@ -76,6 +82,7 @@ class Ranker:
         if not payload.candidates:
             return Ranked(results=[], model=self._model_name(), total_ms=_ms(time.perf_counter() - self._started))
         result = await self._dispatcher.run(payload)
+        self._metrics.observe_job(result)
         total_ms = _ms(time.perf_counter() - self._started)
         self._response.headers.update(
             {
