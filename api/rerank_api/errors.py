@@ -22,6 +22,7 @@ class ErrorType(StrEnum):
     INPUT_TOO_LONG = "input_too_long"
     UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     CONFLICT = "conflict"
     NO_WORKER = "no_worker"
     WORKER_LOST = "worker_lost"
@@ -37,6 +38,7 @@ STATUS: dict[ErrorType, int] = {
     ErrorType.INPUT_TOO_LONG: 413,
     ErrorType.UNAUTHORIZED: 401,
     ErrorType.NOT_FOUND: 404,
+    ErrorType.METHOD_NOT_ALLOWED: 405,
     ErrorType.CONFLICT: 409,
     ErrorType.NO_WORKER: 503,
     ErrorType.WORKER_LOST: 503,
@@ -52,6 +54,7 @@ DESCRIPTION: dict[ErrorType, str] = {
     ErrorType.INPUT_TOO_LONG: "With truncate=false: a (query, text) pair is longer than the model's max length.",
     ErrorType.UNAUTHORIZED: "RERANK_API_KEY is set and the request lacks `Authorization: Bearer <key>` with it.",
     ErrorType.NOT_FOUND: "No such route, or no such job (unknown id, or its results expired).",
+    ErrorType.METHOD_NOT_ALLOWED: "The route exists, but not for this method; the `Allow` header lists its methods.",
     ErrorType.CONFLICT: "The job is already finished or failed and cannot be cancelled.",
     ErrorType.NO_WORKER: "No worker is alive to run the job.",
     ErrorType.WORKER_LOST: "The worker running the job died before finishing it.",
@@ -120,12 +123,17 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 400:  # FastAPI could not parse the body: not UTF-8, nested too deeply, a huge number
             cause = f": {type(exc.__cause__).__name__}: {exc.__cause__}" if exc.__cause__ else ""
             return error_response(ErrorType.VALIDATION, f"body: {exc.detail}{cause}")
-        error_type = {404: ErrorType.NOT_FOUND, 413: ErrorType.TOO_LARGE, 422: ErrorType.VALIDATION}.get(
-            exc.status_code
-        )
+        error_type = {
+            404: ErrorType.NOT_FOUND,
+            405: ErrorType.METHOD_NOT_ALLOWED,
+            413: ErrorType.TOO_LARGE,
+            422: ErrorType.VALIDATION,
+        }.get(exc.status_code)
         if error_type is None:
-            return JSONResponse({"error": str(exc.detail), "error_type": "http"}, status_code=exc.status_code)
-        return error_response(error_type, str(exc.detail))
+            return JSONResponse(
+                {"error": str(exc.detail), "error_type": "http"}, status_code=exc.status_code, headers=exc.headers
+            )
+        return error_response(error_type, str(exc.detail), exc.headers)  # 405 keeps its `Allow` header
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
