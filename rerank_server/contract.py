@@ -10,9 +10,11 @@ anyone who can write to Redis run code on the worker.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 #: Dotted path of RQ's JSON serializer; pass it as ``serializer=`` everywhere.
 SERIALIZER = "rq.serializers.JSONSerializer"
@@ -38,6 +40,23 @@ PROGRESS_META = "progress"
 #: and ``WORKERS_SET`` lists the names so readers need no SCAN.
 WORKER_KEY_PREFIX = "rerank:worker:"
 WORKERS_SET = "rerank:workers"
+
+
+def valid_unicode(value: Any) -> Any:
+    """``value`` (a string, or JSON data holding strings) unchanged, or ValueError if it holds a lone surrogate.
+
+    JSON can carry one (``"\\ud800"``) and Python decodes it, but it is not Unicode text: tokenizers refuse it
+    and no UTF-8 answer can echo it, so it is rejected where it enters.
+    """
+    try:
+        (value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)).encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid Unicode: lone surrogate {exc.object[exc.start]!r}") from None
+    return value
+
+
+#: A string that is valid Unicode (see :func:`valid_unicode`).
+UnicodeStr = Annotated[str, AfterValidator(valid_unicode)]
 
 
 class ScoreMode(StrEnum):
@@ -102,6 +121,9 @@ class RerankResult(BaseModel):
     worker: str
     queue_ms: float = Field(description="Time the job waited in the queue before a worker took it.")
     inference_ms: float = Field(description="Time spent tokenizing and scoring on the worker.")
+    # None in results of workers older than these fields.
+    batch_jobs: int | None = Field(None, description="Jobs scored in the same model call as this one (1: alone).")
+    batch_pairs: int | None = Field(None, description="(query, text) pairs in that model call, this job's included.")
 
 
 class BulkItem(BaseModel):
@@ -109,9 +131,9 @@ class BulkItem(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = None
-    query: str
-    candidates: list[str]
+    id: UnicodeStr | None = None
+    query: UnicodeStr
+    candidates: list[UnicodeStr]
 
 
 class BulkPayload(BaseModel):

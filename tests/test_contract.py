@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -51,3 +52,12 @@ def test_contract_and_api_import_without_torch() -> None:
         "assert 'torch' not in sys.modules and 'sentence_transformers' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_bulk_items_must_be_valid_unicode() -> None:
+    """A lone surrogate (JSON's "\\ud800") is refused where it enters, not by the tokenizer later."""
+    item = json.loads('{"id": "q\\u00e9", "query": "\\ud83d\\ude00", "candidates": ["a\\u0000b"]}')
+    assert contract.BulkItem.model_validate(item).query == "\N{GRINNING FACE}"  # a surrogate pair is one character
+    for field, value in [("id", "\ud800"), ("query", "a\udfff"), ("candidates", ["ok", "\ud83d"])]:
+        with pytest.raises(ValidationError, match="not valid Unicode: lone surrogate"):
+            contract.BulkItem.model_validate({**item, field: value})

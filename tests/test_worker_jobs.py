@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 import zlib
 
@@ -48,6 +49,14 @@ def test_job_scores_equal_cross_encoder_predict(queue: Queue, cross_encoder) -> 
     assert result.device == "cpu"
     assert result.worker == worker.name
     assert worker.jobs_done == 1
+    assert (result.batch_jobs, result.batch_pairs) == (1, 3)
+
+
+def test_single_job_path_reports_a_batch_of_itself(reranker) -> None:
+    from rerank_worker import jobs
+
+    result = RerankResult.model_validate(jobs.rerank({"query": SEED_QUERY, "candidates": SEED_CANDIDATES}))
+    assert (result.batch_jobs, result.batch_pairs) == (1, len(SEED_CANDIDATES))
 
 
 def test_raw_scores_are_logits(queue: Queue, cross_encoder) -> None:
@@ -109,8 +118,10 @@ def test_waiting_jobs_run_as_one_batch_with_the_same_scores_as_one_at_a_time(que
     worker = run_burst(queue)
     assert worker.batches == 1
     assert worker.jobs_done == len(REQUESTS) + 1
+    pairs = sum(len(c) for _, c in REQUESTS) + 1
     for job_id, (query, candidates) in zip(ids, REQUESTS, strict=True):
         result = RerankResult.model_validate(fetch(queue, job_id).return_value())
+        assert (result.batch_jobs, result.batch_pairs) == (len(REQUESTS) + 1, pairs)
         want = cross_encoder.predict([(query, c) for c in candidates])
         assert [r.index for r in result.results] == sorted(range(len(candidates)), key=lambda i: -want[i])
         assert {r.index: r.score for r in result.results} == pytest.approx(dict(enumerate(want.tolist())), abs=1e-5)
@@ -125,6 +136,8 @@ def test_budget_of_one_pair_runs_jobs_one_by_one_with_equal_results(queue: Queue
     ids = [queue.enqueue(RERANK_JOB, {"query": q, "candidates": c}).id for q, c in REQUESTS]
     worker = run_burst(queue, max_batch_pairs=1)
     assert worker.batches == len(REQUESTS)
+    alone = [RerankResult.model_validate(fetch(queue, i).return_value()) for i in ids]
+    assert [(r.batch_jobs, r.batch_pairs) for r in alone] == [(1, len(c)) for _, c in REQUESTS]
     one_by_one = [fetch(queue, i).return_value()["results"] for i in ids]
     ids = [queue.enqueue(RERANK_JOB, {"query": q, "candidates": c}).id for q, c in REQUESTS]
     assert run_burst(queue).batches == 1
@@ -134,7 +147,7 @@ def test_budget_of_one_pair_runs_jobs_one_by_one_with_equal_results(queue: Queue
         assert [r["score"] for r in a] == pytest.approx([r["score"] for r in b], abs=1e-5)
 
 
-def test_a_job_that_breaks_the_model_call_fails_alone(queue: Queue, reranker, monkeypatch) -> None:
+def test_a_job_that_breaks_the_model_call_fails_alone(queue: Queue, reranker, monkeypatch, caplog) -> None:
     real = reranker.score_many
 
     def fragile(requests, mode):
@@ -145,11 +158,18 @@ def test_a_job_that_breaks_the_model_call_fails_alone(queue: Queue, reranker, mo
     monkeypatch.setattr(reranker, "score_many", fragile)
     good = [queue.enqueue(RERANK_JOB, {"query": q, "candidates": c}).id for q, c in REQUESTS[:2]]
     bad = queue.enqueue(RERANK_JOB, {"query": "boom", "candidates": ["x"]}).id
-    worker = run_burst(queue)
+    with caplog.at_level(logging.ERROR, logger="rq.worker"):
+        worker = run_burst(queue)
     assert worker.batches == 1
     assert fetch(queue, bad).get_status() == JobStatus.FAILED
     assert "tokenizer exploded" in fetch(queue, bad).latest_result().exc_string
+    # The worker's log names the failed job and carries its traceback, in batch mode too.
+    (logged,) = [r.getMessage() for r in caplog.records if bad in r.getMessage()]
+    assert "RuntimeError: tokenizer exploded on 'boom'" in logged
     assert [fetch(queue, i).get_status() for i in good] == [JobStatus.FINISHED] * 2
+    # The shared call failed, so the good jobs were scored again one by one, and say so.
+    retried = [RerankResult.model_validate(fetch(queue, i).return_value()) for i in good]
+    assert [(r.batch_jobs, r.batch_pairs) for r in retried] == [(1, len(c)) for _, c in REQUESTS[:2]]
     assert (worker.jobs_done, worker.jobs_failed) == (2, 1)
 
 

@@ -12,7 +12,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from rerank_api import bulk, errors
+from rerank_api import bulk, errors, metrics
 from rerank_api.auth import protection
 from rerank_api.dispatch import WAIT_SLICE_S, Dispatcher
 from rerank_api.formats import ROUTERS
@@ -78,10 +78,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.state.metrics = metrics.Metrics(lambda: app.state.monitor.snapshot if hasattr(app.state, "monitor") else None)
+    app.add_middleware(metrics.HttpMetrics, metrics=app.state.metrics)
     errors.install(app)
     app.include_router(router)
-    # /health, /docs and /openapi.json stay open; every rerank route (and /info) needs the key when one is set.
-    for protected in (*ROUTERS, bulk.router):
+    # /health, /docs and /openapi.json stay open; every rerank route, /info and /metrics need the key when one is set.
+    for protected in (*ROUTERS, bulk.router, metrics.router):
         app.include_router(protected, **protection(settings))
     return app
 

@@ -160,9 +160,11 @@ class Dispatcher:
         if result.type == Result.Type.SUCCESSFUL:
             return RerankResult.model_validate(result.return_value)
         if (too_long := InputTooLong.find(result.exc_string or "")) is not None:
+            log.info("job %s refused by worker %s: %s", job_id, result.worker_name, too_long)
             raise ApiError(ErrorType.INPUT_TOO_LONG, too_long)
         if AbandonedJobError.__name__ in (result.exc_string or ""):  # the worker's reaper gave the job up
             raise ApiError(ErrorType.WORKER_LOST, f"the worker running job {job_id} died")
         lines = [line for line in (result.exc_string or "").splitlines() if line.strip()]
         reason = lines[-1] if lines else result.type.name.lower()
+        log.warning("job %s failed on worker %s: %s", job_id, result.worker_name, reason)
         raise ApiError(ErrorType.INFERENCE_FAILED, f"job {job_id} failed on worker {result.worker_name}: {reason}")

@@ -22,6 +22,7 @@ class ErrorType(StrEnum):
     INPUT_TOO_LONG = "input_too_long"
     UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     CONFLICT = "conflict"
     OVERLOADED = "overloaded"
     CLIENT_CLOSED = "client_closed"
@@ -39,6 +40,7 @@ STATUS: dict[ErrorType, int] = {
     ErrorType.INPUT_TOO_LONG: 413,
     ErrorType.UNAUTHORIZED: 401,
     ErrorType.NOT_FOUND: 404,
+    ErrorType.METHOD_NOT_ALLOWED: 405,
     ErrorType.CONFLICT: 409,
     ErrorType.OVERLOADED: 429,
     ErrorType.CLIENT_CLOSED: 499,
@@ -56,6 +58,7 @@ DESCRIPTION: dict[ErrorType, str] = {
     ErrorType.INPUT_TOO_LONG: "With truncate=false: a (query, text) pair is longer than the model's max length.",
     ErrorType.UNAUTHORIZED: "RERANK_API_KEY is set and the request lacks `Authorization: Bearer <key>` with it.",
     ErrorType.NOT_FOUND: "No such route, or no such job (unknown id, or its results expired).",
+    ErrorType.METHOD_NOT_ALLOWED: "The route exists, but not for this method; the `Allow` header lists its methods.",
     ErrorType.CONFLICT: "The job is already finished or failed and cannot be cancelled.",
     ErrorType.OVERLOADED: "Too many requests waiting (RERANK_MAX_INFLIGHT, RERANK_MAX_QUEUE_DEPTH); see `Retry-After`.",
     ErrorType.CLIENT_CLOSED: "The client went away before its result was ready; its job was cancelled (never sent).",
@@ -123,12 +126,20 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        error_type = {404: ErrorType.NOT_FOUND, 413: ErrorType.TOO_LARGE, 422: ErrorType.VALIDATION}.get(
-            exc.status_code
-        )
+        if exc.status_code == 400:  # FastAPI could not parse the body: not UTF-8, nested too deeply, a huge number
+            cause = f": {type(exc.__cause__).__name__}: {exc.__cause__}" if exc.__cause__ else ""
+            return error_response(ErrorType.VALIDATION, f"body: {exc.detail}{cause}")
+        error_type = {
+            404: ErrorType.NOT_FOUND,
+            405: ErrorType.METHOD_NOT_ALLOWED,
+            413: ErrorType.TOO_LARGE,
+            422: ErrorType.VALIDATION,
+        }.get(exc.status_code)
         if error_type is None:
-            return JSONResponse({"error": str(exc.detail), "error_type": "http"}, status_code=exc.status_code)
-        return error_response(error_type, str(exc.detail))
+            return JSONResponse(
+                {"error": str(exc.detail), "error_type": "http"}, status_code=exc.status_code, headers=exc.headers
+            )
+        return error_response(error_type, str(exc.detail), exc.headers)  # 405 keeps its `Allow` header
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rerank_api.errors import ApiError, ErrorType, error_response
+from rerank_server.contract import valid_unicode
 from rerank_server.settings import Settings
 
 
@@ -54,9 +55,9 @@ def check_texts(texts: Iterable[str], settings: Settings) -> int:
                 f"a text of {len(text)} characters, at most {settings.max_text_chars} allowed (RERANK_MAX_TEXT_CHARS)",
             )
         try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ApiError(ErrorType.VALIDATION, f"text is not valid Unicode at position {exc.start}") from None
+            valid_unicode(text)
+        except ValueError as exc:
+            raise ApiError(ErrorType.VALIDATION, str(exc)) from None
         total += len(text)
     return total
 

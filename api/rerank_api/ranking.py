@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
-from rerank_api.deps import DispatcherDep, MonitorDep, SettingsDep
+from rerank_api.deps import DispatcherDep, MetricsDep, MonitorDep, SettingsDep
 from rerank_api.errors import ErrorType
 from rerank_api.limits import check_limits
 from rerank_server.contract import RerankPayload, ScoredIndex
@@ -52,12 +52,14 @@ class Ranker:
         dispatcher: DispatcherDep,
         monitor: MonitorDep,
         request: Request,
+        metrics: MetricsDep,
         response: Response,
     ) -> None:
         self._settings = settings
         self._dispatcher = dispatcher
         self._monitor = monitor
         self._request = request
+        self._metrics = metrics
         self._response = response
         self._started = time.perf_counter()
 
@@ -67,6 +69,8 @@ class Ranker:
         if not payload.candidates:
             return Ranked(results=[], model=self._model_name(), total_ms=_ms(time.perf_counter() - self._started))
         result = await self._dispatcher.run(payload, gone=self._request.is_disconnected)
+        result = await self._dispatcher.run(payload)
+        self._metrics.observe_job(result)
         total_ms = _ms(time.perf_counter() - self._started)
         self._response.headers.update(
             {

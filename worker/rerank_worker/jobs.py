@@ -46,8 +46,11 @@ def score_payloads(payloads: list[RerankPayload]) -> tuple[list[list[float]], fl
     return scores, (time.perf_counter() - started) * 1000
 
 
-def make_result(scores: list[float], *, worker: str, queue_ms: float, inference_ms: float) -> dict[str, Any]:
-    """The contract's result for one job, as the JSON-ready dict RQ stores."""
+def make_result(
+    scores: list[float], *, worker: str, queue_ms: float, inference_ms: float, batch_jobs: int, batch_pairs: int
+) -> dict[str, Any]:
+    """The contract's result for one job, as the JSON-ready dict RQ stores; ``batch_*`` describe the model
+    call that scored it."""
     model = runtime.resident()
     return RerankResult(
         results=rank(scores),
@@ -56,6 +59,8 @@ def make_result(scores: list[float], *, worker: str, queue_ms: float, inference_
         worker=worker,
         queue_ms=round(queue_ms, 3),
         inference_ms=round(inference_ms, 3),
+        batch_jobs=batch_jobs,
+        batch_pairs=batch_pairs,
     ).model_dump(mode="json")
 
 
@@ -68,7 +73,12 @@ def rerank(payload: dict[str, Any]) -> dict[str, Any]:
         queue_ms = max(0.0, (job.started_at - job.enqueued_at).total_seconds() * 1000)
     (scores,), inference_ms = score_payloads([request])
     return make_result(
-        scores, worker=(job.worker_name or "") if job else "", queue_ms=queue_ms, inference_ms=inference_ms
+        scores,
+        worker=(job.worker_name or "") if job else "",
+        queue_ms=queue_ms,
+        inference_ms=inference_ms,
+        batch_jobs=1,
+        batch_pairs=len(request.candidates),
     )
 
 

@@ -255,11 +255,17 @@ class RerankWorker(SimpleWorker):
             for running in members:
                 running.error = error
             return
+        pairs = sum(len(p.candidates) for p in payloads)  # type: ignore[union-attr]
         for running, job_scores in zip(members, scores, strict=True):
             job = running.job
             queue_ms = (job.started_at - job.enqueued_at).total_seconds() * 1000 if job.enqueued_at else 0.0
             running.result = jobs.make_result(
-                job_scores, worker=self.name, queue_ms=max(0.0, queue_ms), inference_ms=inference_ms
+                job_scores,
+                worker=self.name,
+                queue_ms=max(0.0, queue_ms),
+                inference_ms=inference_ms,
+                batch_jobs=len(members),
+                batch_pairs=pairs,
             )
 
     def _finish(self, running: _Running) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from rerank_server.contract import UnicodeStr, valid_unicode
 
 #: ``top_n``: a positive JSON integer (no strings, floats or booleans); more than the documents returns all.
 TopN = Annotated[
@@ -20,7 +22,9 @@ class Document(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    text: str
+    text: UnicodeStr
+    # The other fields are echoed back in the answer: they must be encodable too.
+    __pydantic_extra__: dict[str, Annotated[Any, AfterValidator(valid_unicode)]] = Field(init=False)
 
 
 class ApiVersion(BaseModel):

@@ -1,0 +1,151 @@
+"""Prometheus metrics of one app: HTTP traffic, queue and workers, and what the workers report per job.
+
+Each app has its own :class:`~prometheus_client.CollectorRegistry` (``create_app`` runs several
+times in one test process; the global registry would refuse the duplicates). HTTP metrics come from
+:class:`HttpMetrics`, an ASGI middleware labelled by route template so ids in paths do not explode
+the label set. Queue depths and live workers are read from the monitor's snapshot at scrape time.
+Per-job timings and batch sizes are observed once, in ``ranking.py``, from each job's result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rerank_api.monitor import Snapshot
+from rerank_server.contract import QUEUES, RerankResult
+
+#: Route label of requests that matched no route (404s), so scanners cannot grow the label set.
+UNMATCHED = "unmatched"
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_POWERS_OF_TWO = tuple(float(2**i) for i in range(13))  # 1 .. 4096
+
+
+class _SnapshotCollector(Collector):
+    """Queue depths, live workers and Redis reachability, as the monitor saw them last."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot | None]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        snapshot = self._snapshot()
+        if snapshot is None:  # before the app's lifespan started the monitor
+            return
+        redis_up = GaugeMetricFamily("rerank_redis_up", "1 when the API reached Redis on its last check.")
+        redis_up.add_metric([], 0 if snapshot.redis_error else 1)
+        workers = GaugeMetricFamily("rerank_workers_alive", "Workers whose heartbeat is fresh.")
+        workers.add_metric([], len(snapshot.workers))
+        depth = GaugeMetricFamily("rerank_queue_depth", "Jobs waiting in each queue.", labels=["queue"])
+        for queue in QUEUES:
+            depth.add_metric([queue], snapshot.queue_depth.get(queue, 0))
+        yield from (redis_up, workers, depth)
+
+
+class Metrics:
+    """Every metric of one app, in its own registry."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot | None]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "rerank_http_requests", "HTTP requests answered.", ["method", "route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "rerank_http_request_duration_seconds",
+            "Time from request to the end of the answer.",
+            ["method", "route"],
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.in_flight = Gauge("rerank_http_requests_in_flight", "HTTP requests being answered now.", registry=r)
+        self.queue_wait = Histogram(
+            "rerank_job_queue_seconds",
+            "Time a rerank job waited in the queue for a worker.",
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "rerank_job_inference_seconds",
+            "Time the model call that scored a rerank job took (shared by the jobs of one batch).",
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.batch_jobs = Histogram(
+            "rerank_batch_jobs",
+            "Jobs in the model call that scored a rerank job, observed once per job.",
+            buckets=_POWERS_OF_TWO,
+            registry=r,
+        )
+        self.batch_pairs = Histogram(
+            "rerank_batch_pairs",
+            "(query, text) pairs in the model call that scored a rerank job, observed once per job.",
+            buckets=_POWERS_OF_TWO,
+            registry=r,
+        )
+        r.register(_SnapshotCollector(snapshot))
+
+    def observe_job(self, result: RerankResult) -> None:
+        """Record what the worker reported for one finished job."""
+        self.queue_wait.observe(result.queue_ms / 1000)
+        self.inference.observe(result.inference_ms / 1000)
+        if result.batch_jobs is not None:
+            self.batch_jobs.observe(result.batch_jobs)
+        if result.batch_pairs is not None:
+            self.batch_pairs.observe(result.batch_pairs)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class HttpMetrics:
+    """ASGI middleware counting HTTP requests by method, route template and status, and timing them."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # if the app raises before answering, the server answers 500
+        started = time.perf_counter()
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            self.metrics.in_flight.dec()
+            route = scope.get("route")  # set by the router on the scope it was handed: this one
+            label = getattr(route, "path", UNMATCHED)
+            method = scope["method"]
+            self.metrics.requests.labels(method, label, str(status)).inc()
+            self.metrics.latency.labels(method, label).observe(time.perf_counter() - started)
+
+
+router = APIRouter(tags=["service"])
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}},
+)
+async def metrics(request: Request) -> Response:
+    """Requests, latency, queue depth, live workers, queue wait, inference time and batch sizes, in
+    Prometheus' text format."""
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
