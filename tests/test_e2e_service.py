@@ -80,6 +80,8 @@ def test_worker_keeps_model_resident_across_requests(stack: Stack) -> None:
     for _ in range(5):
         assert stack.rerank(SEED_QUERY, SEED_CANDIDATES).status_code == 200
     wait_until(lambda: stack.health()["workers"][0]["jobs_done"] >= before + 5, 5, "heartbeat with new counts")
+    time.sleep(1.5)  # one more heartbeat: nothing else ran
+    assert stack.health()["workers"][0]["jobs_done"] == before + 5  # one job per call, not more
     worker = stack.health()["workers"][0]
     assert worker["model_loads"] == 1
     assert stack.workers[0].log().count("model loaded:") == 1

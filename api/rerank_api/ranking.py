@@ -69,7 +69,6 @@ class Ranker:
         if not payload.candidates:
             return Ranked(results=[], model=self._model_name(), total_ms=_ms(time.perf_counter() - self._started))
         result = await self._dispatcher.run(payload, gone=self._request.is_disconnected)
-        result = await self._dispatcher.run(payload)
         self._metrics.observe_job(result)
         total_ms = _ms(time.perf_counter() - self._started)
         self._response.headers.update(
