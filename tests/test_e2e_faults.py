@@ -155,7 +155,7 @@ def test_queue_depth_bound_answers_429(make_stack) -> None:
     finally:
         worker.signal(signal.SIGCONT)
     assert response.status_code == 429
-    assert "2 jobs queued" in response.json()["error"]
+    assert "jobs queued (max 2)" in response.json()["error"]
 
 
 def test_request_abandoned_by_its_client_is_not_computed(make_stack, own_redis: RedisServer) -> None:

@@ -76,6 +76,7 @@ def test_fifty_concurrent_requests_all_succeed(stack: Stack, cross_encoder) -> N
 
 
 def test_worker_keeps_model_resident_across_requests(stack: Stack) -> None:
+    time.sleep(1.5)  # a fresh heartbeat, counting the earlier tests' jobs
     before = stack.health()["workers"][0]["jobs_done"]
     for _ in range(5):
         assert stack.rerank(SEED_QUERY, SEED_CANDIDATES).status_code == 200
