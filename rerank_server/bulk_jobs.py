@@ -6,7 +6,6 @@ report a job the same way. Torch-free.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from datetime import datetime
 from typing import Literal
@@ -136,7 +135,13 @@ class BulkJobs:
         status = job.get_status(refresh=False)
         if status in (JobStatus.FINISHED, JobStatus.FAILED):
             raise AlreadyDone(f"job {job_id} is already {status.value}; nothing to cancel")
-        if status not in (JobStatus.CANCELED, JobStatus.STOPPED):
-            with contextlib.suppress(InvalidJobOperation):  # cancelled meanwhile: the outcome is the same
+        if status == JobStatus.STARTED:
+            job.set_status(JobStatus.CANCELED)  # the worker checks between chunks and stops it
+        elif status not in (JobStatus.CANCELED, JobStatus.STOPPED):
+            try:
                 job.cancel()
+            except InvalidJobOperation:  # cancelled meanwhile: the outcome is the same
+                pass
+            except (ValueError, NotImplementedError):  # a worker started it meanwhile: RQ cannot cancel it
+                job.set_status(JobStatus.CANCELED)
         return self.state(job_id)
