@@ -216,3 +216,39 @@ def test_job_cancelled_after_being_popped_is_not_run(queue: Queue) -> None:
     assert (worker.jobs_done, worker.jobs_failed, worker.batches) == (0, 0, 0)
     assert fetch(queue, job.id).get_status() == JobStatus.CANCELED
     assert fetch(queue, job.id).latest_result() is None
+
+
+def test_jobs_past_the_pair_budget_wait_in_order_for_the_next_batch(queue: Queue) -> None:
+    ids = [queue.enqueue(RERANK_JOB, {"query": "finance", "candidates": [f"loan {i}"]}).id for i in range(40)]
+    worker = run_burst(queue, max_batch_pairs=6)
+    assert worker.batches == 7  # 6 + 6 + ... + 4: ids taken in groups past the budget went back to the front
+    ended = [fetch(queue, i).ended_at for i in ids]
+    assert ended == sorted(ended)  # first in, first served, across the put-back ids
+    sizes = [RerankResult.model_validate(fetch(queue, i).return_value()).batch_jobs for i in ids]
+    assert sizes == [6] * 36 + [4] * 4
+
+
+def test_batched_bookkeeping_leaves_rq_registries_as_rq_does(queue: Queue) -> None:
+    ids = [queue.enqueue(RERANK_JOB, {"query": q, "candidates": c}).id for q, c in REQUESTS]
+    worker = run_burst(queue)
+    assert worker.batches == 1
+    assert queue.started_job_registry.get_job_ids() == []
+    assert sorted(queue.finished_job_registry.get_job_ids()) == sorted(ids)
+    assert worker.connection.hget(worker.key, "successful_job_count") == str(len(ids)).encode()
+    for job_id in ids:
+        job = fetch(queue, job_id)
+        assert job.get_status() == JobStatus.FINISHED
+        assert job.worker_name == worker.name
+        assert job.started_at <= job.ended_at
+        assert job.latest_result().type.name == "SUCCESSFUL"
+        assert 0 < queue.connection.ttl(job.key) <= 500  # RQ's default result_ttl
+
+
+def test_dependents_of_a_batched_job_are_enqueued_by_rq(queue: Queue) -> None:
+    first = queue.enqueue(RERANK_JOB, {"query": "finance", "candidates": ["bank loans"]})
+    other = queue.enqueue(RERANK_JOB, {"query": "astronomy", "candidates": ["black holes"]})
+    after = queue.enqueue(RERANK_JOB, {"query": "finance", "candidates": ["stock market"]}, depends_on=first)
+    assert after.get_status() == JobStatus.DEFERRED
+    worker = run_burst(queue)
+    assert [fetch(queue, j.id).get_status() for j in (first, other, after)] == [JobStatus.FINISHED] * 3
+    assert worker.jobs_done == 3

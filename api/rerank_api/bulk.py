@@ -62,7 +62,7 @@ async def _call(func: Callable[..., T], *args: object) -> T:
         raise ApiError(ErrorType.QUEUE_UNAVAILABLE, f"Redis unreachable: {exc}") from exc
 
 
-def _bulk_jobs(request: Request) -> BulkJobs:
+async def _bulk_jobs(request: Request) -> BulkJobs:
     return request.app.state.bulk_jobs
 
 

@@ -1,4 +1,8 @@
-"""FastAPI dependencies shared by the routes: what ``create_app`` put on ``app.state``."""
+"""FastAPI dependencies shared by the routes: what ``create_app`` put on ``app.state``.
+
+They are ``async`` so FastAPI calls them on the event loop; a plain ``def`` dependency costs a
+thread-pool hop per request.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +16,19 @@ from rerank_api.monitor import WorkerMonitor
 from rerank_server.settings import Settings
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _dispatcher(request: Request) -> Dispatcher:
+async def _dispatcher(request: Request) -> Dispatcher:
     return request.app.state.dispatcher
 
 
-def _monitor(request: Request) -> WorkerMonitor:
+async def _monitor(request: Request) -> WorkerMonitor:
     return request.app.state.monitor
 
 
-def _metrics(request: Request) -> Metrics:
+async def _metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 

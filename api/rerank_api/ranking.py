@@ -13,9 +13,13 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 
 from rerank_api.deps import DispatcherDep, MetricsDep, MonitorDep, SettingsDep
+from rerank_api.dispatch import Dispatcher
 from rerank_api.errors import ErrorType
 from rerank_api.limits import check_limits
+from rerank_api.metrics import Metrics
+from rerank_api.monitor import WorkerMonitor
 from rerank_server.contract import RerankPayload, ScoredIndex
+from rerank_server.settings import Settings
 
 #: Error types any rerank route can answer with, for its OpenAPI ``responses``.
 RERANK_ERRORS = (
@@ -44,15 +48,15 @@ def _ms(seconds: float) -> float:
 
 
 class Ranker:
-    """Per-request dependency: runs a payload and puts ``x-queue-time`` etc. on the response."""
+    """Per-request helper (see :func:`ranker`): runs a payload and puts ``x-queue-time`` etc. on the response."""
 
     def __init__(
         self,
-        settings: SettingsDep,
-        dispatcher: DispatcherDep,
-        monitor: MonitorDep,
+        settings: Settings,
+        dispatcher: Dispatcher,
+        monitor: WorkerMonitor,
         request: Request,
-        metrics: MetricsDep,
+        metrics: Metrics,
         response: Response,
     ) -> None:
         self._settings = settings
@@ -86,4 +90,16 @@ class Ranker:
         return models.pop() if len(models) == 1 else self._settings.model
 
 
-RankerDep = Annotated[Ranker, Depends()]
+async def ranker(
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+    monitor: MonitorDep,
+    request: Request,
+    metrics: MetricsDep,
+    response: Response,
+) -> Ranker:
+    """The request's :class:`Ranker`, built on the event loop (FastAPI runs a class dependency in a thread)."""
+    return Ranker(settings, dispatcher, monitor, request, metrics, response)
+
+
+RankerDep = Annotated[Ranker, Depends(ranker)]
