@@ -77,6 +77,21 @@ def process(args: list[str], log: Path, env: dict[str, str] | None = None, ready
                 proc.kill()
 
 
+def wait_for_redis(port: int, log: Path) -> None:
+    from redis import Redis
+
+    client = Redis(port=port, socket_connect_timeout=1)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            return
+        except Exception as exc:  # redis-py's ConnectionError until the server listens
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on port {port} did not answer; see {log}") from exc
+        time.sleep(0.1)
+
+
 @dataclass(frozen=True)
 class Setup:
     """The model every system serves in this run, and where and how it runs."""
@@ -210,6 +225,7 @@ def run_service(setup: Setup, batch_size: int, workload: Workload, logs: Path, q
         stack.enter_context(
             process(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"], logs / "redis.log")
         )
+        wait_for_redis(redis_port, logs / "redis.log")
         api = stack.enter_context(process([*cli, "api"], logs / "api.log", env, ready_url=f"{url}/openapi.json"))
         worker = stack.enter_context(process([*cli, "worker"], logs / "worker.log", env, ready_url=f"{url}/health"))
         result = drive("rerank-server", url, seed_body, workload, quick)
