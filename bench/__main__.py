@@ -176,6 +176,9 @@ def measure_raw(setup: Setup, workload: Workload, report: Report, quick: bool) -
     report.table(["batch size", "pairs/s"], rows)
     latency = {}
     for size in (10, 100):
+        for _ in range(5):  # warm-up at this size, as the servers get (see load.run)
+            q, cs = workload.request(size)
+            model.predict([(q, c) for c in cs], batch_size=best_bs, show_progress_bar=False)
         times = []
         for _ in range(10 if quick else 25):
             q, cs = workload.request(size)

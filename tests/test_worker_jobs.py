@@ -11,7 +11,7 @@ import pytest
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from rerank_server.contract import RERANK_JOB, SERIALIZER, SYNC_QUEUE, RerankResult
+from rerank_server.contract import RERANK_JOB, SERIALIZER, SYNC_QUEUE, RerankResult, ScoreMode
 from tests.conftest import SEED_CANDIDATES, SEED_QUERY
 
 
@@ -252,3 +252,56 @@ def test_dependents_of_a_batched_job_are_enqueued_by_rq(queue: Queue) -> None:
     worker = run_burst(queue)
     assert [fetch(queue, j.id).get_status() for j in (first, other, after)] == [JobStatus.FINISHED] * 3
     assert worker.jobs_done == 3
+
+
+def test_next_batch_is_collected_and_started_while_the_model_scores(queue: Queue, reranker, monkeypatch) -> None:
+    """Under load (a batch of several jobs), jobs arriving mid-call are started before the call returns."""
+    import time
+
+    real = reranker.score_many
+    arrivals: list[str] = []
+    started_during_call: list[bool] = []
+
+    def slow_first_call(requests, mode):
+        if not arrivals:
+            arrivals.extend(queue.enqueue(RERANK_JOB, {"query": q, "candidates": c}).id for q, c in REQUESTS[2:])
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not all(
+                fetch(queue, i).get_status() == JobStatus.STARTED for i in arrivals
+            ):
+                time.sleep(0.01)
+            started_during_call.append(all(fetch(queue, i).get_status() == JobStatus.STARTED for i in arrivals))
+        return real(requests, mode)
+
+    monkeypatch.setattr(reranker, "score_many", slow_first_call)
+    first = [queue.enqueue(RERANK_JOB, {"query": q, "candidates": c}).id for q, c in REQUESTS[:2]]
+    worker = run_burst(queue)
+    assert started_during_call == [True]
+    assert worker.batches == 2
+    for job_id, (query, candidates) in zip([*first, *arrivals], REQUESTS, strict=True):
+        result = RerankResult.model_validate(fetch(queue, job_id).return_value())
+        want = real([(query, candidates)], ScoreMode.ACTIVATED)[0]
+        assert [r.score for r in sorted(result.results, key=lambda r: r.index)] == pytest.approx(want, abs=1e-6)
+    assert [RerankResult.model_validate(fetch(queue, i).return_value()).batch_jobs for i in arrivals] == [2] * 2
+
+
+def test_a_batch_past_its_timeout_fails_its_jobs_and_the_worker_goes_on(queue: Queue, reranker, monkeypatch) -> None:
+    import time
+
+    real = reranker.score_many
+
+    def hangs_on_slow(requests, mode):
+        if any(query == "slow" for query, _ in requests):
+            time.sleep(2.5)
+        return real(requests, mode)
+
+    monkeypatch.setattr(reranker, "score_many", hangs_on_slow)
+    slow = queue.enqueue(RERANK_JOB, {"query": "slow", "candidates": ["x"]}, job_timeout=1).id
+    worker = run_burst(queue)
+    failed = fetch(queue, slow)
+    assert failed.get_status() == JobStatus.FAILED
+    assert "JobTimeoutException" in failed.latest_result().exc_string
+    good = queue.enqueue(RERANK_JOB, {"query": SEED_QUERY, "candidates": SEED_CANDIDATES}).id
+    worker.work(burst=True)  # the same worker, its model thread free again
+    assert fetch(queue, good).get_status() == JobStatus.FINISHED
+    assert (worker.jobs_done, worker.jobs_failed) == (1, 1)

@@ -49,7 +49,7 @@ def run(settings: Settings) -> int:
             dtype=settings.dtype,
         )
         if settings.warmup:
-            model.warmup()
+            runtime.submit(model.warmup).result()
     except Exception:
         log.exception("cannot load model %s", settings.model)
         return EXIT_STARTUP_FAILED

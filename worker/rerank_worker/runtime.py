@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import torch
 from sentence_transformers import CrossEncoder
@@ -91,6 +94,17 @@ class Reranker:
         started = time.perf_counter()
         self.score("warm up", ["the first request should not pay for start-up"] * 2)
         log.info("warm-up done in %.0f ms", (time.perf_counter() - started) * 1000)
+
+
+#: The thread sync batches are scored on, so that the worker's queue work overlaps the model call.
+#: The warm-up runs there too: the first calls on a new thread are slower. (Bulk jobs, and the sync
+#: jobs served between their chunks, run on the worker's own thread; never two calls at once.)
+_model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
+
+
+def submit(call: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run ``call(*args)`` on the model thread."""
+    return _model_thread.submit(call, *args)
 
 
 _resident: Reranker | None = None

@@ -9,7 +9,9 @@ bad payload fails alone.
 RQ's per-job bookkeeping (start, then success) costs about 1 ms of Python and several round trips
 per job, which on a GPU is more than the model call; a batch does RQ's same writes, through RQ's own
 methods, in one pipeline to start it and one transaction to finish it. Failures, and jobs with
-dependents or repeats, go through RQ's own handlers.
+dependents or repeats, go through RQ's own handlers. The model runs on its own thread, so while it
+scores one batch this thread finishes the previous batch and collects and starts the next: the
+device does not wait for the queue work.
 
 :class:`RerankJob` refuses every function outside the contract's allowlist before RQ imports it,
 so a job naming ``os.system`` fails instead of running.
@@ -24,7 +26,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import traceback
+from concurrent.futures import Future, wait
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,12 +52,14 @@ from rerank_server.contract import (
     Progress,
     RerankPayload,
 )
-from rerank_worker import jobs
+from rerank_worker import jobs, runtime
 
 log = logging.getLogger(__name__)
 
 #: Job ids taken from the sync queue per round trip while a batch is collected.
 POP_GROUP = 16
+#: How long one ``execute_job`` keeps feeding the model before RQ's own loop runs its upkeep again.
+PIPELINE_S = 5.0
 
 
 class RefusedJob(Exception):
@@ -114,6 +121,7 @@ class RerankWorker(SimpleWorker):
         self.jobs_failed = 0
         self.batches = 0
         self.stopping = False
+        self._last_compute_s = 0.0
 
     def request_stop(self, signum: int, frame: Any) -> None:
         """SIGTERM/SIGINT: remember it, so the process exits instead of restarting the loop."""
@@ -136,10 +144,12 @@ class RerankWorker(SimpleWorker):
         if not _is_rerank(job):
             super().execute_job(job, queue)
             return
-        batch, leftover = self._collect_batch([_Running(job, queue)])
-        self._run_batch(batch, nested=False)
-        if leftover is not None:
-            super().execute_job(*leftover)
+        first = _Running(job, queue)
+        self._parse(first)
+        batch, foreign = self._collect_batch([first])
+        foreign = self._run_pipelined(batch, foreign)
+        if foreign is not None:
+            super().execute_job(*foreign)
 
     def between_chunks(self, progress: Progress) -> None:
         """Called by a running bulk job after each chunk (see :mod:`rerank_worker.bulk`)."""
@@ -164,7 +174,9 @@ class RerankWorker(SimpleWorker):
         while not self._stop_requested:
             batch, foreign = self._collect_batch([])
             if batch:
-                self._run_batch(batch, nested=True)
+                self._start(batch)
+                self._compute(batch)
+                self._finish(batch)
             if foreign is not None:
                 self._push_back([foreign[0].id])
                 return
@@ -178,7 +190,7 @@ class RerankWorker(SimpleWorker):
         budget go back to the front of the queue in order. Stops at the first job that is not a rerank job
         and returns it, to be run on its own.
         """
-        pairs = sum(self._parse(running) for running in batch)
+        pairs = sum(len(r.payload.candidates) for r in batch if r.payload is not None)
         key = self._sync_queue.key
         while pairs < self.max_batch_pairs and not self._stop_requested:
             ids = [as_text(i) for i in self.connection.lpop(key, POP_GROUP) or []]
@@ -215,17 +227,95 @@ class RerankWorker(SimpleWorker):
             return 0
         return len(running.payload.candidates)
 
-    def _run_batch(self, batch: list[_Running], *, nested: bool) -> None:
-        """Score ``batch`` and finish its jobs. ``nested``: inside a bulk job, whose timeout alarm must stay."""
+    def _run_pipelined(self, batch: list[_Running], foreign: tuple[Job, Queue] | None) -> tuple[Job, Queue] | None:
+        """Score ``batch`` and the batches that arrive meanwhile, overlapping the model and the queue work.
+
+        While the model thread scores a batch, this thread collects and starts the next one from the
+        jobs waiting, then finishes the previous one. Ends when the queue is empty, at a job that is
+        not a rerank job (returned, to be run on its own), on a stop request, or after
+        :data:`PIPELINE_S`. A batch that outlives its jobs' timeout fails them with
+        ``JobTimeoutException``.
+        """
+        until = time.monotonic() + PIPELINE_S
         self._start(batch)
+        scoring = runtime.submit(self._compute, batch)
+        while batch:
+            upcoming, foreign = self._take_waiting([], foreign, until)
+            if len(batch) > 1 or upcoming:  # under load: keep gathering while the model runs
+                upcoming, foreign = self._gather(scoring, upcoming, foreign, until)
+            self._wait(scoring, batch)
+            if upcoming:
+                upcoming, foreign = self._take_waiting(upcoming, foreign, until)
+                scoring = runtime.submit(self._compute, upcoming)
+                self._finish(batch)
+            else:  # idle: answer first, then look for more work
+                self._finish(batch)
+                upcoming, foreign = self._take_waiting([], foreign, until)
+                if upcoming:
+                    scoring = runtime.submit(self._compute, upcoming)
+            batch = upcoming
+        return foreign
+
+    def _take_waiting(
+        self, batch: list[_Running], foreign: tuple[Job, Queue] | None, until: float
+    ) -> tuple[list[_Running], tuple[Job, Queue] | None]:
+        """``batch`` plus the rerank jobs waiting now (see :meth:`_collect_batch`), the new ones started."""
+        if foreign is not None or self._stop_requested or time.monotonic() > until:
+            return batch, foreign
+        known = len(batch)
+        batch, foreign = self._collect_batch(batch)
+        if len(batch) > known:
+            self._start(batch[known:])
+        return batch, foreign
+
+    def _gather(
+        self, scoring: Future[None], batch: list[_Running], foreign: tuple[Job, Queue] | None, until: float
+    ) -> tuple[list[_Running], tuple[Job, Queue] | None]:
+        """While the model scores, take arriving jobs into the next ``batch`` until its budget is full.
+
+        The queue is looked at every 5% of the last model call (at least every 2 ms); the wait ends
+        as soon as the model is done.
+        """
+        interval = max(0.002, 0.05 * self._last_compute_s)
+        while foreign is None and sum(len(r.payload.candidates) for r in batch if r.payload) < self.max_batch_pairs:
+            done, _ = wait([scoring], timeout=interval)
+            if done or self._stop_requested or time.monotonic() > until:
+                break
+            batch, foreign = self._take_waiting(batch, foreign, until)
+        return batch, foreign
+
+    def _wait(self, scoring: Future[None], batch: list[_Running]) -> None:
+        """Wait for the model thread's batch; past the longest job timeout, fail the batch's jobs."""
+        timeout = max(r.job.timeout or self.queue_class.DEFAULT_TIMEOUT for r in batch)
+        try:
+            scoring.result(timeout=timeout)
+        except FutureTimeout:
+            try:
+                raise JobTimeoutException(f"the model call for this job's batch ran past {timeout} s") from None
+            except JobTimeoutException:
+                error = sys.exc_info()
+            for running in batch:
+                running.result, running.error = None, error
+
+    def _compute(self, batch: list[_Running]) -> None:
+        """Score the batch's valid jobs with one model call; if that call fails, each job alone.
+
+        Runs on the model thread (or inline between bulk chunks); touches only the batch's own
+        :class:`_Running` records.
+        """
+        started = time.perf_counter()
         valid = [r for r in batch if r.payload is not None]
-        self._score(valid, nested=nested)
+        self._score(valid)
         if len(valid) > 1 and any(r.error for r in valid):
             # A failure of the shared call says nothing about each job: retry them one by one.
             for running in valid:
                 running.error = None
-                self._score([running], nested=nested)
+                self._score([running])
         self.batches += 1
+        self._last_compute_s = time.perf_counter() - started
+
+    def _finish(self, batch: list[_Running]) -> None:
+        """Record each job's result (or failure) through RQ."""
         ended = now()
         for running in batch:
             running.job.ended_at = ended
@@ -251,17 +341,12 @@ class RerankWorker(SimpleWorker):
             self.heartbeat(longest, pipeline=pipe)
             pipe.execute()
 
-    def _score(self, members: list[_Running], *, nested: bool) -> None:
+    def _score(self, members: list[_Running]) -> None:
         if not members:
             return
-        timeout = max(r.job.timeout or self.queue_class.DEFAULT_TIMEOUT for r in members)
         payloads = [r.payload for r in members]
         try:
-            if nested:
-                scores, inference_ms = jobs.score_payloads(payloads)  # type: ignore[arg-type]
-            else:
-                with self.death_penalty_class(timeout, JobTimeoutException, job_id=members[0].job.id):
-                    scores, inference_ms = jobs.score_payloads(payloads)  # type: ignore[arg-type]
+            scores, inference_ms = jobs.score_payloads(payloads)  # type: ignore[arg-type]
         except Exception:
             error = sys.exc_info()
             for running in members:
