@@ -20,7 +20,7 @@ def queue(reranker) -> Queue:
     return Queue(SYNC_QUEUE, connection=fakeredis.FakeStrictRedis(), serializer=SERIALIZER)
 
 
-def run_burst(queue: Queue, max_batch_pairs: int = 512):
+def run_burst(queue: Queue, max_batch_pairs: int = 512, overlap: bool = False):
     from rerank_worker.worker import RerankJob, RerankWorker
 
     worker = RerankWorker(
@@ -29,6 +29,7 @@ def run_burst(queue: Queue, max_batch_pairs: int = 512):
         serializer=SERIALIZER,
         job_class=RerankJob,
         max_batch_pairs=max_batch_pairs,
+        overlap=overlap,
     )
     worker.work(burst=True)
     return worker
@@ -255,7 +256,7 @@ def test_dependents_of_a_batched_job_are_enqueued_by_rq(queue: Queue) -> None:
 
 
 def test_next_batch_is_collected_and_started_while_the_model_scores(queue: Queue, reranker, monkeypatch) -> None:
-    """Under load (a batch of several jobs), jobs arriving mid-call are started before the call returns."""
+    """With overlap (GPU workers), under load, jobs arriving mid-call are started before the call returns."""
     import time
 
     real = reranker.score_many
@@ -275,7 +276,7 @@ def test_next_batch_is_collected_and_started_while_the_model_scores(queue: Queue
 
     monkeypatch.setattr(reranker, "score_many", slow_first_call)
     first = [queue.enqueue(RERANK_JOB, {"query": q, "candidates": c}).id for q, c in REQUESTS[:2]]
-    worker = run_burst(queue)
+    worker = run_burst(queue, overlap=True)
     assert started_during_call == [True]
     assert worker.batches == 2
     for job_id, (query, candidates) in zip([*first, *arrivals], REQUESTS, strict=True):

@@ -141,6 +141,7 @@ class _WorkerFactory:
             worker_ttl=WORKER_TTL_S,
             log_job_description=False,
             max_batch_pairs=self._settings.max_batch_pairs,
+            overlap=not runtime.resident().device.startswith("cpu"),
         )
         bulk.install(bulk.BulkConfig(chunk_pairs=self._settings.bulk_chunk_pairs, after_chunk=worker.between_chunks))
         return worker

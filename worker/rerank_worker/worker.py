@@ -9,9 +9,11 @@ bad payload fails alone.
 RQ's per-job bookkeeping (start, then success) costs about 1 ms of Python and several round trips
 per job, which on a GPU is more than the model call; a batch does RQ's same writes, through RQ's own
 methods, in one pipeline to start it and one transaction to finish it. Failures, and jobs with
-dependents or repeats, go through RQ's own handlers. The model runs on its own thread, so while it
-scores one batch this thread finishes the previous batch and collects and starts the next: the
-device does not wait for the queue work.
+dependents or repeats, go through RQ's own handlers. The model runs on its own thread; on a GPU
+(``overlap``), while it scores one batch this thread finishes the previous batch and gathers and
+starts the next, so the device does not wait for the queue work. On a CPU the same work would take
+cores from the model's own threads (measured: about 15% less throughput on 2 cores), so there the
+batches take turns with it.
 
 :class:`RerankJob` refuses every function outside the contract's allowlist before RQ imports it,
 so a job naming ``os.system`` fails instead of running.
@@ -113,9 +115,10 @@ class RerankWorker(SimpleWorker):
     #: RQ backs off up to a minute between reconnects while Redis is down; a few seconds suits a service.
     max_connection_wait_time = 5.0
 
-    def __init__(self, *args: Any, max_batch_pairs: int, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_batch_pairs: int, overlap: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_batch_pairs = max_batch_pairs
+        self.overlap = overlap
         self._sync_queue = next(q for q in self.queues if q.name == SYNC_QUEUE)
         self.jobs_done = 0
         self.jobs_failed = 0
@@ -228,21 +231,23 @@ class RerankWorker(SimpleWorker):
         return len(running.payload.candidates)
 
     def _run_pipelined(self, batch: list[_Running], foreign: tuple[Job, Queue] | None) -> tuple[Job, Queue] | None:
-        """Score ``batch`` and the batches that arrive meanwhile, overlapping the model and the queue work.
+        """Score ``batch`` and the batches that arrive meanwhile on the model thread.
 
-        While the model thread scores a batch, this thread collects and starts the next one from the
-        jobs waiting, then finishes the previous one. Ends when the queue is empty, at a job that is
-        not a rerank job (returned, to be run on its own), on a stop request, or after
-        :data:`PIPELINE_S`. A batch that outlives its jobs' timeout fails them with
+        With :attr:`overlap`, while the model thread scores a batch, this thread collects and starts
+        the next one from the jobs waiting, then finishes the previous one. Ends when the queue is
+        empty, at a job that is not a rerank job (returned, to be run on its own), on a stop request,
+        or after :data:`PIPELINE_S`. A batch that outlives its jobs' timeout fails them with
         ``JobTimeoutException``.
         """
         until = time.monotonic() + PIPELINE_S
         self._start(batch)
         scoring = runtime.submit(self._compute, batch)
         while batch:
-            upcoming, foreign = self._take_waiting([], foreign, until)
-            if len(batch) > 1 or upcoming:  # under load: keep gathering while the model runs
-                upcoming, foreign = self._gather(scoring, upcoming, foreign, until)
+            upcoming: list[_Running] = []
+            if self.overlap:
+                upcoming, foreign = self._take_waiting([], foreign, until)
+                if len(batch) > 1 or upcoming:  # under load: keep gathering while the model runs
+                    upcoming, foreign = self._gather(scoring, upcoming, foreign, until)
             self._wait(scoring, batch)
             if upcoming:
                 upcoming, foreign = self._take_waiting(upcoming, foreign, until)
