@@ -286,7 +286,10 @@ def test_next_batch_is_collected_and_started_while_the_model_scores(queue: Queue
     assert [RerankResult.model_validate(fetch(queue, i).return_value()).batch_jobs for i in arrivals] == [2] * 2
 
 
-def test_a_batch_past_its_timeout_fails_its_jobs_and_the_worker_goes_on(queue: Queue, reranker, monkeypatch) -> None:
+@pytest.mark.parametrize("overlap", [False, True], ids=["cpu-alarm", "gpu-model-thread"])
+def test_a_batch_past_its_timeout_fails_its_jobs_and_the_worker_goes_on(
+    queue: Queue, reranker, monkeypatch, overlap: bool
+) -> None:
     import time
 
     real = reranker.score_many
@@ -298,7 +301,7 @@ def test_a_batch_past_its_timeout_fails_its_jobs_and_the_worker_goes_on(queue: Q
 
     monkeypatch.setattr(reranker, "score_many", hangs_on_slow)
     slow = queue.enqueue(RERANK_JOB, {"query": "slow", "candidates": ["x"]}, job_timeout=1).id
-    worker = run_burst(queue)
+    worker = run_burst(queue, overlap=overlap)
     failed = fetch(queue, slow)
     assert failed.get_status() == JobStatus.FAILED
     assert "JobTimeoutException" in failed.latest_result().exc_string

@@ -48,8 +48,11 @@ def run(settings: Settings) -> int:
             max_length=settings.max_length,
             dtype=settings.dtype,
         )
-        if settings.warmup:
-            runtime.submit(model.warmup).result()
+        if settings.warmup:  # on the thread that will run the model: first calls on a thread are slower
+            if runtime.on_model_thread(model.device):
+                runtime.submit(model.warmup).result()
+            else:
+                model.warmup()
     except Exception:
         log.exception("cannot load model %s", settings.model)
         return EXIT_STARTUP_FAILED
@@ -141,7 +144,7 @@ class _WorkerFactory:
             worker_ttl=WORKER_TTL_S,
             log_job_description=False,
             max_batch_pairs=self._settings.max_batch_pairs,
-            overlap=not runtime.resident().device.startswith("cpu"),
+            overlap=runtime.on_model_thread(runtime.resident().device),
         )
         bulk.install(bulk.BulkConfig(chunk_pairs=self._settings.bulk_chunk_pairs, after_chunk=worker.between_chunks))
         return worker

@@ -178,7 +178,7 @@ class RerankWorker(SimpleWorker):
             batch, foreign = self._collect_batch([])
             if batch:
                 self._start(batch)
-                self._compute(batch)
+                self._compute(batch, False)
                 self._finish(batch)
             if foreign is not None:
                 self._push_back([foreign[0].id])
@@ -241,7 +241,7 @@ class RerankWorker(SimpleWorker):
         """
         until = time.monotonic() + PIPELINE_S
         self._start(batch)
-        scoring = runtime.submit(self._compute, batch)
+        scoring = self._submit(batch)
         while batch:
             upcoming: list[_Running] = []
             if self.overlap:
@@ -251,13 +251,13 @@ class RerankWorker(SimpleWorker):
             self._wait(scoring, batch)
             if upcoming:
                 upcoming, foreign = self._take_waiting(upcoming, foreign, until)
-                scoring = runtime.submit(self._compute, upcoming)
+                scoring = self._submit(upcoming)
                 self._finish(batch)
             else:  # idle: answer first, then look for more work
                 self._finish(batch)
                 upcoming, foreign = self._take_waiting([], foreign, until)
                 if upcoming:
-                    scoring = runtime.submit(self._compute, upcoming)
+                    scoring = self._submit(upcoming)
             batch = upcoming
         return foreign
 
@@ -289,6 +289,16 @@ class RerankWorker(SimpleWorker):
             batch, foreign = self._take_waiting(batch, foreign, until)
         return batch, foreign
 
+    def _submit(self, batch: list[_Running]) -> Future[None]:
+        """Score ``batch`` on the model thread (with :attr:`overlap`), or here and now under RQ's job
+        timeout alarm; a :class:`Future` either way."""
+        if self.overlap:
+            return runtime.submit(self._compute, batch, False)
+        self._compute(batch, True)
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
+
     def _wait(self, scoring: Future[None], batch: list[_Running]) -> None:
         """Wait for the model thread's batch; past the longest job timeout, fail the batch's jobs."""
         timeout = max(r.job.timeout or self.queue_class.DEFAULT_TIMEOUT for r in batch)
@@ -302,20 +312,20 @@ class RerankWorker(SimpleWorker):
             for running in batch:
                 running.result, running.error = None, error
 
-    def _compute(self, batch: list[_Running]) -> None:
+    def _compute(self, batch: list[_Running], alarm: bool) -> None:
         """Score the batch's valid jobs with one model call; if that call fails, each job alone.
 
-        Runs on the model thread (or inline between bulk chunks); touches only the batch's own
-        :class:`_Running` records.
+        Runs on the model thread, or on this one (``alarm``: under RQ's job timeout; not between bulk
+        chunks, whose own alarm must stay); touches only the batch's own :class:`_Running` records.
         """
         started = time.perf_counter()
         valid = [r for r in batch if r.payload is not None]
-        self._score(valid)
+        self._score(valid, alarm)
         if len(valid) > 1 and any(r.error for r in valid):
             # A failure of the shared call says nothing about each job: retry them one by one.
             for running in valid:
                 running.error = None
-                self._score([running])
+                self._score([running], alarm)
         self.batches += 1
         self._last_compute_s = time.perf_counter() - started
 
@@ -346,12 +356,17 @@ class RerankWorker(SimpleWorker):
             self.heartbeat(longest, pipeline=pipe)
             pipe.execute()
 
-    def _score(self, members: list[_Running]) -> None:
+    def _score(self, members: list[_Running], alarm: bool) -> None:
         if not members:
             return
         payloads = [r.payload for r in members]
         try:
-            scores, inference_ms = jobs.score_payloads(payloads)  # type: ignore[arg-type]
+            if alarm:
+                timeout = max(r.job.timeout or self.queue_class.DEFAULT_TIMEOUT for r in members)
+                with self.death_penalty_class(timeout, JobTimeoutException, job_id=members[0].job.id):
+                    scores, inference_ms = jobs.score_payloads(payloads)  # type: ignore[arg-type]
+            else:
+                scores, inference_ms = jobs.score_payloads(payloads)  # type: ignore[arg-type]
         except Exception:
             error = sys.exc_info()
             for running in members:
