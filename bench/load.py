@@ -50,10 +50,13 @@ async def _run(base_url: str, body: BodyFn, workload: Workload, size: int, concu
                 remaining -= 1
                 path, json = body(*workload.request(size))
                 started = time.perf_counter()
-                response = await client.post(path, json=json)
+                try:
+                    response = await client.post(path, json=json)
+                    failed = response.status_code != 200
+                except httpx.HTTPError:  # the server dropped the connection (or died): count it, go on
+                    failed = True
                 latencies.append((time.perf_counter() - started) * 1000)
-                if response.status_code != 200:
-                    errors += 1
+                errors += failed
 
         started = time.perf_counter()
         await asyncio.gather(*(one_client() for _ in range(concurrency)))

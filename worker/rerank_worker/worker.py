@@ -32,7 +32,7 @@ import time
 import traceback
 from concurrent.futures import Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.client import Pipeline
@@ -309,8 +309,8 @@ class RerankWorker(SimpleWorker):
                 raise JobTimeoutException(f"the model call for this job's batch ran past {timeout} s") from None
             except JobTimeoutException:
                 error = sys.exc_info()
-            for running in batch:
-                running.result, running.error = None, error
+            # New records: the model thread may still write to the ones it holds.
+            batch[:] = [replace(running, result=None, error=error) for running in batch]
 
     def _compute(self, batch: list[_Running], alarm: bool) -> None:
         """Score the batch's valid jobs with one model call; if that call fails, each job alone.
