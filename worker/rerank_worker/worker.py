@@ -108,6 +108,11 @@ class _Running:
     error: tuple[Any, ...] | None = None  # sys.exc_info()
 
 
+def _pairs(batch: list[_Running]) -> int:
+    """The (query, candidate) pairs of the batch's valid jobs."""
+    return sum(len(r.payload.candidates) for r in batch if r.payload is not None)
+
+
 class RerankWorker(SimpleWorker):
     """A SimpleWorker that batches waiting rerank jobs and counts its outcomes for the heartbeat."""
 
@@ -193,7 +198,7 @@ class RerankWorker(SimpleWorker):
         budget go back to the front of the queue in order. Stops at the first job that is not a rerank job
         and returns it, to be run on its own.
         """
-        pairs = sum(len(r.payload.candidates) for r in batch if r.payload is not None)
+        pairs = _pairs(batch)
         key = self._sync_queue.key
         while pairs < self.max_batch_pairs and not self._stop_requested:
             ids = [as_text(i) for i in self.connection.lpop(key, POP_GROUP) or []]
@@ -282,7 +287,7 @@ class RerankWorker(SimpleWorker):
         as soon as the model is done.
         """
         interval = max(0.002, 0.05 * self._last_compute_s)
-        while foreign is None and sum(len(r.payload.candidates) for r in batch if r.payload) < self.max_batch_pairs:
+        while foreign is None and _pairs(batch) < self.max_batch_pairs:
             done, _ = wait([scoring], timeout=interval)
             if done or self._stop_requested or time.monotonic() > until:
                 break
