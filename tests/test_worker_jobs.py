@@ -255,6 +255,27 @@ def test_dependents_of_a_batched_job_are_enqueued_by_rq(queue: Queue) -> None:
     assert worker.jobs_done == 3
 
 
+def test_a_dependent_registered_while_its_parent_is_scored_is_enqueued(queue: Queue, reranker, monkeypatch) -> None:
+    """The race RQ guards with WATCH: the dependent arrives after the batch started, before it finished."""
+    real = reranker.score_many
+    dependents: list[Job] = []
+
+    def register_a_dependent(requests, mode):
+        if not dependents:
+            parent = fetch(queue, first.id)
+            assert parent.get_status() == JobStatus.STARTED
+            dependents.append(queue.enqueue(RERANK_JOB, {"query": "x", "candidates": ["y"]}, depends_on=parent))
+            assert dependents[0].get_status() == JobStatus.DEFERRED
+        return real(requests, mode)
+
+    monkeypatch.setattr(reranker, "score_many", register_a_dependent)
+    first = queue.enqueue(RERANK_JOB, {"query": "finance", "candidates": ["bank loans"]})
+    worker = run_burst(queue)
+    assert fetch(queue, dependents[0].id).get_status() == JobStatus.FINISHED
+    assert worker.jobs_done == 2
+    assert queue.deferred_job_registry.get_job_ids() == []
+
+
 def test_next_batch_is_collected_and_started_while_the_model_scores(queue: Queue, reranker, monkeypatch) -> None:
     """With overlap (GPU workers), under load, jobs arriving mid-call are started before the call returns."""
     import time
