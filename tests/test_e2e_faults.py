@@ -75,8 +75,12 @@ def test_killed_worker_loses_nothing(make_stack, own_redis: RedisServer) -> None
     assert [i["id"] for i in result["items"]] == [i["id"] for i in payload]
     for item, got in list(zip(payload, result["items"], strict=True))[:3]:
         want = stack.rerank(item["query"], item["candidates"]).json()["results"]
-        assert [r["index"] for r in got["results"]] == [r["index"] for r in want]
-        assert [r["score"] for r in got["results"]] == pytest.approx([r["score"] for r in want], abs=1e-5)
+        # Each passage appears twice per item: equal texts may swap places on float noise, so compare by index.
+        assert {r["index"]: r["score"] for r in got["results"]} == pytest.approx(
+            {r["index"]: r["score"] for r in want}, abs=1e-5
+        )
+        scores = [r["score"] for r in got["results"]]
+        assert scores == sorted(scores, reverse=True)
     wait_until(lambda: not started_jobs(own_redis.url), 10, "no job left started")
     assert stack.rerank(SEED_QUERY, SEED_CANDIDATES).status_code == 200
 
@@ -118,21 +122,17 @@ def test_overload_answers_429_with_retry_after_then_recovers(make_stack) -> None
     stack: Stack = make_stack(MAX_INFLIGHT="2", HEARTBEAT_TTL_S="60")
     stack.start_api()
     worker = stack.start_worker()
-    worker.signal(signal.SIGSTOP)  # requests pile up
 
     async def pile_up() -> tuple[list[int], httpx.Response]:
         async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
             body = {"query": SEED_QUERY, "candidates": SEED_CANDIDATES}
-            waiting = [asyncio.ensure_future(client.post("/v1/rerank", json=body)) for _ in range(2)]
-            await asyncio.sleep(1.0)
-            refused = await client.post("/v1/rerank", json=body)
-            worker.signal(signal.SIGCONT)
+            with worker.frozen():  # requests pile up
+                waiting = [asyncio.ensure_future(client.post("/v1/rerank", json=body)) for _ in range(2)]
+                await asyncio.sleep(1.0)
+                refused = await client.post("/v1/rerank", json=body)
             return [r.status_code for r in await asyncio.gather(*waiting)], refused
 
-    try:
-        statuses, refused = asyncio.run(pile_up())
-    finally:
-        worker.signal(signal.SIGCONT)
+    statuses, refused = asyncio.run(pile_up())
     assert refused.status_code == 429
     assert refused.headers["retry-after"] == "1"
     assert refused.json()["error_type"] == "overloaded"
@@ -144,16 +144,13 @@ def test_queue_depth_bound_answers_429(make_stack) -> None:
     stack: Stack = make_stack(MAX_QUEUE_DEPTH="2", HEARTBEAT_TTL_S="60")
     stack.start_api()
     worker = stack.start_worker()
-    worker.signal(signal.SIGSTOP)
-    try:
+    with worker.frozen():
         connection = Redis.from_url(stack.redis_url)
         queue = Queue("rerank", connection=connection, serializer=SERIALIZER)
         for _ in range(3):  # direct clients fill the queue (the frozen worker's blocking pop takes one)
             queue.enqueue("rerank_worker.jobs.rerank", {"query": "q", "candidates": ["a"]})
         time.sleep(1.0)  # the monitor's next look
         response = stack.rerank(SEED_QUERY, SEED_CANDIDATES)
-    finally:
-        worker.signal(signal.SIGCONT)
     assert response.status_code == 429
     assert "jobs queued (max 2)" in response.json()["error"]
 
@@ -162,14 +159,11 @@ def test_request_abandoned_by_its_client_is_not_computed(make_stack, own_redis: 
     stack: Stack = make_stack(HEARTBEAT_TTL_S="60")
     stack.start_api()
     worker = stack.start_worker()
-    worker.signal(signal.SIGSTOP)
-    try:
+    with worker.frozen():
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(f"{stack.url}/v1/rerank", json={"query": SEED_QUERY, "candidates": SEED_CANDIDATES}, timeout=1.0)
         queue = Queue("rerank", connection=Redis.from_url(own_redis.url), serializer=SERIALIZER)
         wait_until(lambda: queue.canceled_job_registry.count == 1, 5, "the abandoned job to be cancelled")
-    finally:
-        worker.signal(signal.SIGCONT)
     assert stack.rerank(SEED_QUERY, SEED_CANDIDATES).status_code == 200
     wait_until(lambda: stack.health()["workers"][0]["jobs_done"] == 1, 5, "heartbeat counts")
     time.sleep(1.5)

@@ -141,11 +141,8 @@ def test_timeout_gives_504_and_recovers(make_stack) -> None:
     stack: Stack = make_stack(REQUEST_TIMEOUT_S="1.5", HEARTBEAT_TTL_S="30")
     stack.start_api()
     worker = stack.start_worker()
-    worker.signal(signal.SIGSTOP)
-    try:
+    with worker.frozen():
         response = stack.rerank(SEED_QUERY, SEED_CANDIDATES)
-    finally:
-        worker.signal(signal.SIGCONT)
     assert response.status_code == 504
     assert response.json()["error_type"] == "timeout"
     assert stack.rerank(SEED_QUERY, SEED_CANDIDATES).status_code == 200

@@ -393,10 +393,12 @@ class RerankWorker(SimpleWorker):
         """RQ's success bookkeeping (``handle_job_success``) for the whole batch in one transaction.
 
         RQ watches each job's dependents set, reads it, then writes; here the read is inside the
-        transaction instead, which is as safe and saves two round trips: a dependent registered before
-        the transaction is seen by it (and enqueued right after, by RQ's ``enqueue_dependents``), and
-        one registered after it finds its parent finished and is enqueued by RQ at once. Jobs with
-        repeats to schedule go through RQ's own handler.
+        transaction instead, which keeps RQ's guard against a dependent enqueued meanwhile and saves
+        two round trips: a dependent registered before the transaction is seen by it (and enqueued
+        right after, by RQ's ``enqueue_dependents``), and one registered after it finds its parent
+        finished and is enqueued by RQ at once. (A worker killed between the two leaves such
+        dependents deferred; the API's jobs never have any.) Jobs with repeats to schedule go
+        through RQ's own handler.
         """
         for running in done:
             running.job._result = running.result
