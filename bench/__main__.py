@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,25 +192,40 @@ def measure_raw(setup: Setup, workload: Workload, report: Report, quick: bool) -
 
 
 @dataclass
-class SystemResult:
+class System:
+    """A server under test, up for the whole measurement, and what was measured of it."""
+
     name: str
+    url: str
+    body: load.BodyFn
+    pids: dict[str, int]
     latency: dict[int, load.Run] = field(default_factory=dict)
     throughput: dict[int, load.Run] = field(default_factory=dict)
     rss: dict[str, float | None] = field(default_factory=dict)
-    load_test: load.Run | None = None
-    paired: dict[str, float] = field(default_factory=dict)
 
 
-def drive(name: str, url: str, body: load.BodyFn, workload: Workload, quick: bool) -> SystemResult:
-    result = SystemResult(name)
-    for size, n in ((10, 15 if quick else 40), (100, 5 if quick else 15)):
-        result.latency[size] = load.run(url, body, workload, size=size, concurrency=1, requests=n)
+def _record(runs: dict[int, load.Run], key: int, run: load.Run) -> None:
+    runs[key] = load.combine(runs[key], run) if key in runs else run
+
+
+def drive(systems: list[System], workload: Workload, quick: bool) -> None:
+    """Latency at concurrency 1 and throughput at 8, 32 and 64, every system in turn, round after round.
+
+    All systems stay up throughout and take turns, so the VM's drift over a run (its speed moves by
+    several percent within minutes) falls on all of them alike instead of on whichever ran last.
+    """
+    rounds = 1 if quick else 3
+    for size, calls in ((10, 15 if quick else 42), (100, 5 if quick else 15)):
+        for _ in range(rounds):
+            for system in systems:
+                run = load.run(system.url, system.body, workload, size=size, concurrency=1, requests=calls // rounds)
+                _record(system.latency, size, run)
     for concurrency in (8, 32, 64):
-        requests = concurrency * (2 if quick else 5)
-        result.throughput[concurrency] = load.run(
-            url, body, workload, size=16, concurrency=concurrency, requests=requests
-        )
-    return result
+        for _ in range(rounds):
+            for system in systems:
+                calls = concurrency * 2
+                run = load.run(system.url, system.body, workload, size=16, concurrency=concurrency, requests=calls)
+                _record(system.throughput, concurrency, run)
 
 
 def paired_overhead(url: str, setup: Setup, batch_size: int, workload: Workload, calls: int) -> dict[str, float]:
@@ -238,7 +254,9 @@ def paired_overhead(url: str, setup: Setup, batch_size: int, workload: Workload,
     return {"over_raw": statistics.median(over_raw), "over_inference": statistics.median(over_inference)}
 
 
-def run_service(setup: Setup, batch_size: int, workload: Workload, logs: Path, quick: bool, report: Report):
+@contextmanager
+def service(setup: Setup, batch_size: int, logs: Path) -> Iterator[System]:
+    """rerank-server: a redis-server, ``rerank-server api`` and ``rerank-server worker``."""
     redis_port, api_port = free_port(), free_port()
     url = f"http://127.0.0.1:{api_port}"
     env = {
@@ -258,15 +276,10 @@ def run_service(setup: Setup, batch_size: int, workload: Workload, logs: Path, q
         wait_for_redis(redis_port, logs / "redis.log")
         api = stack.enter_context(process([*cli, "api"], logs / "api.log", env, ready_url=f"{url}/openapi.json"))
         worker = stack.enter_context(process([*cli, "worker"], logs / "worker.log", env, ready_url=f"{url}/health"))
-        result = drive("rerank-server", url, seed_body, workload, quick)
-        result.paired = paired_overhead(url, setup, batch_size, workload, 15 if quick else 60)
-        result.load_test = load.run(url, seed_body, workload, size=4, concurrency=64, requests=500 if quick else 2000)
-        bulk = measure_bulk(url, workload, quick, report)
-        result.rss = {"api": rss_mb(api.pid), "worker": rss_mb(worker.pid)}
-    return result, bulk
+        yield System("rerank-server", url, seed_body, {"api": api.pid, "worker": worker.pid})
 
 
-def measure_bulk(url: str, workload: Workload, quick: bool, report: Report) -> dict[str, float]:
+def measure_bulk(url: str, workload: Workload, quick: bool) -> dict[str, float]:
     """Bulk throughput, and sync latency while a bulk job runs."""
     items = [dict(zip(("query", "candidates"), workload.request(16), strict=True)) for _ in range(64 if quick else 256)]
     job_id = httpx.post(f"{url}/v1/jobs", json={"items": items}).json()["id"]
@@ -290,14 +303,14 @@ def measure_bulk(url: str, workload: Workload, quick: bool, report: Report) -> d
     }
 
 
-def run_baseline(setup: Setup, workload: Workload, logs: Path, quick: bool) -> SystemResult:
+@contextmanager
+def baseline(setup: Setup, logs: Path) -> Iterator[System]:
+    """The seed's design: the model inside the FastAPI process (``bench/baseline_app.py``)."""
     port = free_port()
     args = [sys.executable, "-m", "bench.baseline_app", str(setup.model_dir), str(port), setup.device, setup.dtype]
     url = f"http://127.0.0.1:{port}"
     with process(args, logs / "baseline.log", ready_url=f"{url}/openapi.json") as proc:
-        result = drive("in-process FastAPI (seed design)", url, seed_body, workload, quick)
-        result.rss = {"server": rss_mb(proc.pid)}
-    return result
+        yield System("in-process FastAPI (seed design)", url, seed_body, {"server": proc.pid})
 
 
 def ensure_infinity() -> Path | None:
@@ -312,10 +325,13 @@ def ensure_infinity() -> Path | None:
     return exe
 
 
-def run_infinity(setup: Setup, batch_size: int, workload: Workload, logs: Path, quick: bool) -> SystemResult | None:
+@contextmanager
+def infinity(setup: Setup, batch_size: int, logs: Path) -> Iterator[System | None]:
+    """infinity-emb serving the same model folder, from its own venv; ``None`` if it cannot be installed."""
     exe = ensure_infinity()
     if exe is None:
-        return None
+        yield None
+        return
     port = free_port()
     args = [
         str(exe), "v2", "--model-id", str(setup.model_dir), "--served-model-name", "bench", "--engine", "torch",
@@ -324,9 +340,7 @@ def run_infinity(setup: Setup, batch_size: int, workload: Workload, logs: Path, 
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     with process(args, logs / "infinity.log", {"DO_NOT_TRACK": "1"}, ready_url=f"{url}/health") as proc:
-        result = drive("infinity-emb 0.0.78", url, infinity_body, workload, quick)
-        result.rss = {"server": rss_mb(proc.pid)}
-    return result
+        yield System("infinity-emb 0.0.78", url, infinity_body, {"server": proc.pid})
 
 
 def dtype_accuracy(setup: Setup, workload: Workload, report: Report) -> None:
@@ -375,16 +389,24 @@ def main(argv: list[str] | None = None) -> int:
     report.add(f"Model: {model}, {args.device}, {args.dtype}. Passages of 8-48 words.", "")
 
     ceiling, batch_size, raw_latency = measure_raw(setup, workload, report, args.quick)
-    service, bulk = run_service(setup, batch_size, workload, logs, args.quick, report)
-    baseline = run_baseline(setup, workload, logs, args.quick)
-    infinity = None if args.no_infinity else run_infinity(setup, batch_size, workload, logs, args.quick)
-    systems = [s for s in (service, baseline, infinity) if s is not None]
+    with ExitStack() as stack:
+        ours = stack.enter_context(service(setup, batch_size, logs))
+        seed = stack.enter_context(baseline(setup, logs))
+        peer = None if args.no_infinity else stack.enter_context(infinity(setup, batch_size, logs))
+        systems = [s for s in (ours, seed, peer) if s is not None]
+        drive(systems, workload, args.quick)
+        paired = paired_overhead(ours.url, setup, batch_size, workload, 15 if args.quick else 60)
+        calls = 500 if args.quick else 2000
+        load_test = load.run(ours.url, seed_body, workload, size=4, concurrency=64, requests=calls)
+        bulk = measure_bulk(ours.url, workload, args.quick)
+        for system in systems:
+            system.rss = {name: rss_mb(pid) for name, pid in system.pids.items()}
 
     report.add("## Latency of one call, concurrency 1", "")
     rows = [["raw predict (no HTTP)", raw_latency[10], "", raw_latency[100], ""]]
     rows += [[s.name, s.latency[10].p50, s.latency[10].p99, s.latency[100].p50, s.latency[100].p99] for s in systems]
     report.table(["system", "10 cand. p50 ms", "p99 ms", "100 cand. p50 ms", "p99 ms"], rows)
-    overhead = service.latency[10].p50 - raw_latency[10]
+    overhead = ours.latency[10].p50 - raw_latency[10]
     report.add(f"Service p50 minus raw predict p50, 10 candidates: {overhead:+.1f} ms.", "")
     report.add(
         "Measured pairwise (each request through `predict` here, then through the service, in turn; medians):",
@@ -393,8 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     report.table(
         ["10 candidates, concurrency 1", "ms"],
         [
-            ["service call - raw predict of the same request (target <= 3 ms)", service.paired["over_raw"]],
-            ["service call - the worker's own inference time (queue hop + HTTP)", service.paired["over_inference"]],
+            ["service call - raw predict of the same request (target <= 3 ms)", paired["over_raw"]],
+            ["service call - the worker's own inference time (queue hop + HTTP)", paired["over_inference"]],
         ],
     )
 
@@ -405,14 +427,13 @@ def main(argv: list[str] | None = None) -> int:
             run = s.throughput[c]
             rows.append([c, s.name, run.pairs_per_s, run.p99, run.errors, run.pairs_per_s / ceiling])
     report.table(["concurrency", "system", "pairs/s", "p99 ms", "errors", "x ceiling"], rows)
-    c32 = service.throughput[32].pairs_per_s
+    c32 = ours.throughput[32].pairs_per_s
     report.add(f"At concurrency 32: **{c32 / ceiling:.2f}x** the raw ceiling (target >= 0.85)", "")
-    if infinity is not None:
-        report.add(f"and **{c32 / infinity.throughput[32].pairs_per_s:.2f}x** infinity-emb (target >= 1.0),", "")
-    report.add(f"**{c32 / baseline.throughput[32].pairs_per_s:.2f}x** the in-process FastAPI baseline.", "")
+    if peer is not None:
+        report.add(f"and **{c32 / peer.throughput[32].pairs_per_s:.2f}x** infinity-emb (target >= 1.0),", "")
+    report.add(f"**{c32 / seed.throughput[32].pairs_per_s:.2f}x** the in-process FastAPI baseline.", "")
 
-    assert service.load_test is not None
-    lt = service.load_test
+    lt = load_test
     report.add("## Load test: concurrency 64, 4 candidates per call", "")
     report.table(
         ["requests", "errors", "p50 ms", "p99 ms", "requests/s"],
@@ -425,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         [
             ["bulk job throughput, pairs/s", bulk["bulk_pairs_per_s"]],
             ["bulk / raw ceiling", bulk["bulk_pairs_per_s"] / ceiling],
-            ["sync p50 ms, 10 cand., idle", service.latency[10].p50],
+            ["sync p50 ms, 10 cand., idle", ours.latency[10].p50],
             ["sync p50 ms, 10 cand., during a bulk job", bulk["sync_p50_during_bulk"]],
             ["sync p99 ms, 10 cand., during a bulk job", bulk["sync_p99_during_bulk"]],
             ["one chunk (256 pairs) at the ceiling, ms", 256 / ceiling * 1000],

@@ -64,6 +64,16 @@ async def _run(base_url: str, body: BodyFn, workload: Workload, size: int, concu
     return Run(latencies, pairs=requests * size, seconds=seconds, errors=errors)
 
 
+def combine(first: Run, second: Run) -> Run:
+    """Two runs of the same measurement as one: latencies pooled, pairs and seconds added."""
+    return Run(
+        first.latencies_ms + second.latencies_ms,
+        pairs=first.pairs + second.pairs,
+        seconds=first.seconds + second.seconds,
+        errors=first.errors + second.errors,
+    )
+
+
 def run(base_url: str, body: BodyFn, workload: Workload, *, size: int, concurrency: int, requests: int) -> Run:
     # a short warm-up at the same concurrency (at least 8 calls: first shapes are slow), not measured
     asyncio.run(_run(base_url, body, workload, size, concurrency, max(concurrency, 8)))
