@@ -84,6 +84,7 @@ class RedisServer:
     password: str | None = None
     #: A folder with ``ca.crt``, ``redis.crt`` and ``redis.key``: serve TLS only (``rediss://``).
     tls: Path | None = None
+    binary: str = "redis-server"
 
     @property
     def url(self) -> str:
@@ -93,7 +94,7 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        args = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args = [self.binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         if self.tls is None:
             args += ["--port", str(self.port)]
         else:

