@@ -146,4 +146,9 @@ def test_constraints_pin_every_runtime_dependency() -> None:
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{name} is not pinned in compose/constraints.txt"
         assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])
+        for extra in requirement.extras:  # e.g. redis[hiredis]: what the extra brings is pinned too
+            for text_of_extra in importlib.metadata.requires(requirement.name) or []:
+                brought = Requirement(text_of_extra)
+                if brought.marker and brought.marker.evaluate({"extra": extra}):
+                    assert canonicalize_name(brought.name) in pins, f"{brought.name} ({name}[{extra}]) is not pinned"
     assert pins["torch"] == "2.13.0"
