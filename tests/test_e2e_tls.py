@@ -59,7 +59,9 @@ def tls_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-def test_service_and_queue_clients_over_tls(tls_redis: RedisServer, model_dir: Path, tmp_path: Path, cross_encoder):
+def test_service_and_queue_clients_over_tls(
+    tls_redis: RedisServer, model_dir: Path, tmp_path: Path, cross_encoder
+) -> None:
     with pytest.raises(RedisConnectionError):  # the server really is TLS-only
         Redis(port=tls_redis.port, socket_timeout=2).ping()
     stack = Stack(tls_redis.url, model_dir, tmp_path)
