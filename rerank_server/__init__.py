@@ -1,19 +1,24 @@
-"""rerank-server: a queue-fed cross-encoder reranking service.
+"""rerank-server: a queue-fed cross-encoder reranking service; this package is what users run.
 
-``uvicorn rerank_server:app`` (the original command line) still works: ``app`` is looked up
-lazily so that importing this package never loads the API, let alone torch.
+``uvicorn rerank_server:app`` (the original command line) still works: ``app`` is built on first
+access, from the environment's settings, so importing this package builds nothing and loads
+neither the API nor torch. This package sits on top: it may import the API and the worker, and
+nothing imports it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from rerank_contract import __version__
+
+__all__ = ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from rerank_api.app import app
+        from rerank_api.app import create_app
+        from rerank_contract.settings import Settings
 
-        return app
+        return create_app(Settings())
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

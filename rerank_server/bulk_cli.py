@@ -15,9 +15,9 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
-from rerank_server.bulk_jobs import JobState
+from rerank_contract.bulk_jobs import JobState
+from rerank_contract.jobs import BulkItem, ScoreMode
 from rerank_server.client import HttpClient, QueueClient
-from rerank_server.contract import BulkItem, ScoreMode
 
 
 class InputError(ValueError):

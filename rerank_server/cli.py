@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from rerank_server.settings import Settings
+from rerank_contract.settings import Settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -44,9 +44,9 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _bulk(args: argparse.Namespace) -> int:
+    from rerank_contract.jobs import ScoreMode
     from rerank_server import bulk_cli
     from rerank_server.client import HttpClient, QueueClient
-    from rerank_server.contract import ScoreMode
 
     settings = Settings(**{k: v for k, v in {"redis_url": args.redis_url}.items() if v is not None})
     if args.via == "redis":

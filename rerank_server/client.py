@@ -19,10 +19,10 @@ from typing import Any
 
 import httpx
 
-from rerank_server.bulk_jobs import BulkJobs, JobState
-from rerank_server.contract import BulkItem, BulkPayload, Progress, ScoredIndex, ScoreMode
-from rerank_server.redis_conn import connect
-from rerank_server.settings import Settings
+from rerank_contract.bulk_jobs import BulkJobs, JobState
+from rerank_contract.jobs import BulkItem, BulkPayload, Progress, ScoredIndex, ScoreMode
+from rerank_contract.redis_conn import connect
+from rerank_contract.settings import Settings
 
 
 class ClientError(Exception):

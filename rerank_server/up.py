@@ -20,8 +20,8 @@ from urllib.parse import urlparse
 import httpx
 from pydantic import SecretStr
 
-from rerank_server.redis_conn import is_reachable
-from rerank_server.settings import Settings
+from rerank_contract.redis_conn import is_reachable
+from rerank_contract.settings import Settings
 
 log = logging.getLogger("rerank_server.up")
 

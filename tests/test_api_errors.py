@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rerank_api.app import create_app
-from rerank_server.settings import Settings
+from rerank_contract.settings import Settings
 from tests.conftest import SEED_CANDIDATES, SEED_QUERY, RedisServer, assert_error
 
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from rerank_server import contract
+from rerank_contract import jobs as contract
 
 
 def test_rank_sorts_best_first_and_keeps_input_order_on_ties() -> None:
@@ -48,7 +48,7 @@ def test_allowlisted_job_functions_exist_on_the_worker() -> None:
 
 def test_contract_and_api_import_without_torch() -> None:
     code = (
-        "import sys, rerank_server.contract, rerank_server.settings, rerank_api.app;"
+        "import sys, rerank_contract.jobs, rerank_contract.settings, rerank_api.app;"
         "assert 'torch' not in sys.modules and 'sentence_transformers' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -11,7 +11,7 @@ import pytest
 from redis import Redis
 from rq import Queue
 
-from rerank_server.contract import QUEUES, SERIALIZER
+from rerank_contract.jobs import QUEUES, SERIALIZER
 from tests.conftest import SEED_CANDIDATES, SEED_QUERY, RedisServer, Stack, wait_until
 from tests.tiny_model import TOPICS
 

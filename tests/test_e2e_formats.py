@@ -228,7 +228,7 @@ def test_default_requests_enqueue_the_original_payload(stack: Stack, redis_serve
     """New fields travel only when used, so workers of an older version still serve default requests."""
     from rq.job import Job
 
-    from rerank_server.contract import SERIALIZER
+    from rerank_contract.jobs import SERIALIZER
 
     post(stack, "/rerank", {"query": "payload check a", "texts": ["deep learning"]})
     post(stack, "/rerank", {"query": "payload check b", "texts": ["deep learning"], "truncate": False})

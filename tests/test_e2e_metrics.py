@@ -16,8 +16,8 @@ from rq.results import Result
 from rerank_api.app import create_app
 from rerank_api.dispatch import Dispatcher
 from rerank_api.errors import ApiError
-from rerank_server.contract import RERANK_JOB, SERIALIZER, SYNC_QUEUE
-from rerank_server.settings import Settings
+from rerank_contract.jobs import RERANK_JOB, SERIALIZER, SYNC_QUEUE
+from rerank_contract.settings import Settings
 from tests.conftest import SEED_CANDIDATES, SEED_QUERY, RedisServer, Stack
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rerank_contract.settings import Settings
 from rerank_server.deploy import plists
-from rerank_server.settings import Settings
 from tests import fakes
 from tests.conftest import CLI, SEED_CANDIDATES, SEED_QUERY, Service, free_port, wait_until
 

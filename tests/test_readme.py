@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from rerank_contract.settings import Settings
 from rerank_server.cli import build_parser
-from rerank_server.settings import Settings
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from rerank_server.settings import DEFAULT_MODEL, Settings
+from rerank_contract.settings import DEFAULT_MODEL, Settings
 
 
 @pytest.fixture(autouse=True)

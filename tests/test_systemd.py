@@ -68,7 +68,7 @@ def test_worker_unit_keeps_the_gpu_and_a_writable_model_cache() -> None:
 
 
 def test_env_example_names_only_real_settings() -> None:
-    from rerank_server.settings import Settings
+    from rerank_contract.settings import Settings
 
     for key in env_file():
         assert key.removeprefix("RERANK_").lower() in Settings.model_fields, key

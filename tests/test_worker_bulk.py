@@ -7,7 +7,7 @@ import pytest
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from rerank_server.contract import (
+from rerank_contract.jobs import (
     BULK_JOB,
     BULK_QUEUE,
     PROGRESS_META,
@@ -141,7 +141,7 @@ def test_bad_bulk_payload_fails_cleanly(queues) -> None:
 
 
 def test_bulk_job_lookups_refuse_other_jobs(queues) -> None:
-    from rerank_server.bulk_jobs import BulkJobs, UnknownJob
+    from rerank_contract.bulk_jobs import BulkJobs, UnknownJob
 
     bulk_jobs = BulkJobs(queues[0].connection, job_timeout_s=60, result_ttl_s=60, failure_ttl_s=60, retries=0)
     sync_job = queues[0].enqueue(RERANK_JOB, {"query": "q", "candidates": ["a"]})

@@ -11,7 +11,7 @@ import pytest
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from rerank_server.contract import RERANK_JOB, SERIALIZER, SYNC_QUEUE, RerankResult, ScoreMode
+from rerank_contract.jobs import RERANK_JOB, SERIALIZER, SYNC_QUEUE, RerankResult, ScoreMode
 from tests.conftest import SEED_CANDIDATES, SEED_QUERY
 
 

@@ -7,7 +7,7 @@ import pytest
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from rerank_server.contract import RERANK_JOB, SERIALIZER, SYNC_QUEUE, InputTooLong, RerankPayload, TruncationSide
+from rerank_contract.jobs import RERANK_JOB, SERIALIZER, SYNC_QUEUE, InputTooLong, RerankPayload, TruncationSide
 from tests.test_worker_jobs import run_burst
 
 QUERY = "machine learning"  # 2 tokens; a pair adds 3 special tokens, so 59 text tokens fit in 64

@@ -19,10 +19,10 @@ from rerank_api.formats import ROUTERS
 from rerank_api.limits import BodySizeLimit
 from rerank_api.monitor import WorkerMonitor
 from rerank_api.routes import router
-from rerank_server import __version__
-from rerank_server.bulk_jobs import BulkJobs
-from rerank_server.redis_conn import connect
-from rerank_server.settings import Settings
+from rerank_contract import __version__
+from rerank_contract.bulk_jobs import BulkJobs
+from rerank_contract.redis_conn import connect
+from rerank_contract.settings import Settings
 
 #: How often the monitor re-reads worker heartbeats and queue depths.
 MONITOR_INTERVAL_S = 0.5

@@ -14,7 +14,7 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from rerank_api.errors import ApiError, ErrorType, responses
-from rerank_server.settings import Settings
+from rerank_contract.settings import Settings
 
 bearer = HTTPBearer(auto_error=False, description="The value of RERANK_API_KEY.")
 

@@ -1,7 +1,7 @@
 """Bulk jobs over HTTP, for clients that do not speak RQ: submit (202), poll, cancel.
 
 The job is the same RQ job a Python client enqueues directly on the bulk queue (see the README);
-:class:`rerank_server.bulk_jobs.BulkJobs` does the RQ work, on a thread, and this module maps it
+:class:`rerank_contract.bulk_jobs.BulkJobs` does the RQ work, on a thread, and this module maps it
 to HTTP.
 """
 
@@ -17,8 +17,8 @@ from redis.exceptions import RedisError
 
 from rerank_api.errors import ApiError, ErrorType, responses
 from rerank_api.limits import check_texts
-from rerank_server.bulk_jobs import AlreadyDone, BulkJobs, JobState, Status, UnknownJob
-from rerank_server.contract import BulkItem, BulkPayload, ScoreMode
+from rerank_contract.bulk_jobs import AlreadyDone, BulkJobs, JobState, Status, UnknownJob
+from rerank_contract.jobs import BulkItem, BulkPayload, ScoreMode
 
 T = TypeVar("T")
 

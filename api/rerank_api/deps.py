@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from rerank_api.dispatch import Dispatcher
 from rerank_api.metrics import Metrics
 from rerank_api.monitor import WorkerMonitor
-from rerank_server.settings import Settings
+from rerank_contract.settings import Settings
 
 
 async def _settings(request: Request) -> Settings:

@@ -25,7 +25,7 @@ from rq.results import Result
 
 from rerank_api.errors import ApiError, ErrorType
 from rerank_api.monitor import WorkerMonitor
-from rerank_server.contract import (
+from rerank_contract.jobs import (
     RERANK_JOB,
     SERIALIZER,
     SYNC_QUEUE,

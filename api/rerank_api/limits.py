@@ -11,8 +11,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rerank_api.errors import ApiError, ErrorType, error_response
-from rerank_server.contract import valid_unicode
-from rerank_server.settings import Settings
+from rerank_contract.jobs import valid_unicode
+from rerank_contract.settings import Settings
 
 
 class BodySizeLimit:

@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rerank_api.monitor import Snapshot
-from rerank_server.contract import QUEUES, RerankResult
+from rerank_contract.jobs import QUEUES, RerankResult
 
 #: Route label of requests that matched no route (404s), so scanners cannot grow the label set.
 UNMATCHED = "unmatched"

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
-from rerank_server.contract import QUEUES, WORKERS_SET, WorkerInfo, worker_key
+from rerank_contract.jobs import QUEUES, WORKERS_SET, WorkerInfo, worker_key
 
 log = logging.getLogger(__name__)
 

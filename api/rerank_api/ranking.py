@@ -18,8 +18,8 @@ from rerank_api.errors import ErrorType
 from rerank_api.limits import check_limits
 from rerank_api.metrics import Metrics
 from rerank_api.monitor import WorkerMonitor
-from rerank_server.contract import RerankPayload, ScoredIndex
-from rerank_server.settings import Settings
+from rerank_contract.jobs import RerankPayload, ScoredIndex
+from rerank_contract.settings import Settings
 
 #: Error types any rerank route can answer with, for its OpenAPI ``responses``.
 RERANK_ERRORS = (

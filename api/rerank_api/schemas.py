@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from rerank_server.contract import WorkerInfo
+from rerank_contract.jobs import WorkerInfo
 
 
 class HealthResponse(BaseModel):

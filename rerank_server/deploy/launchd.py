@@ -23,9 +23,9 @@ from pathlib import Path
 
 import httpx
 
+from rerank_contract.settings import Settings
 from rerank_server.deploy import plists
 from rerank_server.deploy.plists import SERVICES, Layout, label
-from rerank_server.settings import Settings
 from rerank_server.up import EXIT_STARTUP_FAILED, find_redis_server
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from rerank_server.settings import Settings
+from rerank_contract.settings import Settings
 
 LABEL_PREFIX = "com.rerank-server."
 #: Load order; unload in reverse.

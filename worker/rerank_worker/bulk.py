@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from rerank_server.contract import BulkPayload, Progress
+from rerank_contract.jobs import BulkPayload, Progress
 from rerank_worker import runtime
 
 #: A slice ``candidates[start:end]`` of item ``item``.

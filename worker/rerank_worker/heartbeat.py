@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from redis import Redis
 
-from rerank_server.contract import WORKERS_SET, WorkerInfo, worker_key
+from rerank_contract.jobs import WORKERS_SET, WorkerInfo, worker_key
 
 log = logging.getLogger(__name__)
 

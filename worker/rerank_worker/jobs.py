@@ -1,4 +1,4 @@
-"""Job functions, called by RQ on the worker by their dotted path (see ``rerank_server.contract``).
+"""Job functions, called by RQ on the worker by their dotted path (see ``rerank_contract.jobs``).
 
 Each takes JSON-decoded arguments, validates them against the contract, and returns a
 JSON-ready dict: RQ's JSON serializer silently replaces values it cannot encode.
@@ -15,7 +15,7 @@ from typing import Any
 
 from rq import get_current_job
 
-from rerank_server.contract import (
+from rerank_contract.jobs import (
     BulkItemResult,
     BulkPayload,
     BulkResult,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedTokenizerBase
 
-from rerank_server.contract import InputTooLong, RerankPayload, TruncationSide
+from rerank_contract.jobs import InputTooLong, RerankPayload, TruncationSide
 
 
 def fit(tokenizer: PreTrainedTokenizerBase, max_length: int, payload: RerankPayload) -> list[str]:

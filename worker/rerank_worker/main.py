@@ -21,9 +21,9 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq.exceptions import StopRequested
 
-from rerank_server.contract import QUEUES, SERIALIZER, WorkerInfo
-from rerank_server.redis_conn import connect
-from rerank_server.settings import Settings
+from rerank_contract.jobs import QUEUES, SERIALIZER, WorkerInfo
+from rerank_contract.redis_conn import connect
+from rerank_contract.settings import Settings
 from rerank_worker import bulk, runtime
 from rerank_worker.device import resolve_device
 from rerank_worker.heartbeat import Heartbeat

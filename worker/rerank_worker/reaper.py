@@ -17,7 +17,7 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from rerank_server.contract import worker_key
+from rerank_contract.jobs import worker_key
 
 log = logging.getLogger(__name__)
 

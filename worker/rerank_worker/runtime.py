@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from sentence_transformers import CrossEncoder
 
-from rerank_server.contract import RerankPayload, ScoreMode
+from rerank_contract.jobs import RerankPayload, ScoreMode
 from rerank_worker import lengths
 
 log = logging.getLogger(__name__)

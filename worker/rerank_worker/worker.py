@@ -45,7 +45,7 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import as_text, now
 from rq.worker import WorkerStatus
 
-from rerank_server.contract import (
+from rerank_contract.jobs import (
     ALLOWED_JOB_FUNCTIONS,
     PROGRESS_META,
     RERANK_JOB,

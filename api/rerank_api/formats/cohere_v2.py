@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rerank_api.errors import responses
 from rerank_api.formats.common import CohereMeta, TopN, cohere_meta, response_id
 from rerank_api.ranking import RERANK_ERRORS, RankerDep
-from rerank_server.contract import RerankPayload
+from rerank_contract.jobs import RerankPayload
 
 
 class CohereV2Request(BaseModel):

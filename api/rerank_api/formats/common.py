@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from rerank_server.contract import UnicodeStr, valid_unicode
+from rerank_contract.jobs import UnicodeStr, valid_unicode
 
 #: ``top_n``: a positive JSON integer (no strings, floats or booleans); more than the documents returns all.
 TopN = Annotated[

@@ -11,8 +11,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from rerank_api.deps import DispatcherDep, MonitorDep, SettingsDep
 from rerank_api.errors import ErrorType, responses
 from rerank_api.ranking import RERANK_ERRORS, RankerDep
-from rerank_server import __version__
-from rerank_server.contract import RerankPayload, ScoreMode, TruncationSide
+from rerank_contract import __version__
+from rerank_contract.jobs import RerankPayload, ScoreMode, TruncationSide
 
 
 def _lower(value: Any) -> Any:

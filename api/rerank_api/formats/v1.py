@@ -15,7 +15,7 @@ from pydantic_core import PydanticCustomError
 from rerank_api.errors import responses
 from rerank_api.formats.common import CohereMeta, Document, TopN, cohere_meta, response_id
 from rerank_api.ranking import RERANK_ERRORS, RankerDep
-from rerank_server.contract import RerankPayload, ScoredIndex
+from rerank_contract.jobs import RerankPayload, ScoredIndex
 
 SEED_EXAMPLE = {"query": "machine learning", "candidates": ["deep learning", "cooking recipes", "neural networks"]}
 DOCUMENTS_EXAMPLE = {

@@ -16,8 +16,8 @@ from rq import Queue, Retry
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from rerank_server.contract import BULK_JOB, BULK_QUEUE, PROGRESS_META, SERIALIZER, BulkPayload, BulkResult, Progress
-from rerank_server.settings import Settings
+from rerank_contract.jobs import BULK_JOB, BULK_QUEUE, PROGRESS_META, SERIALIZER, BulkPayload, BulkResult, Progress
+from rerank_contract.settings import Settings
 
 #: RQ job ids are made of these characters only.
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
