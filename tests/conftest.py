@@ -58,12 +58,10 @@ def cross_encoder(model_dir: Path):
 
 @pytest.fixture(scope="session")
 def reranker(model_dir: Path):
-    """The model runtime installed in this process, as a worker holds it, for in-process worker tests."""
-    from rerank_worker import runtime
+    """The model runtime in this process, as a worker holds it, for in-process worker tests."""
+    from rerank_worker.runtime import Reranker
 
-    model = runtime.Reranker(str(model_dir), device="cpu", batch_size=16, max_length=None)
-    runtime.install(model)
-    return model
+    return Reranker(str(model_dir), device="cpu", batch_size=16, max_length=None)
 
 
 def assert_error(response: httpx.Response, status: int, error_type: str) -> str:

@@ -32,23 +32,27 @@ def queues(reranker) -> tuple[Queue, Queue]:
     )
 
 
-def make_worker(queues, chunk_pairs: int, on_chunk=None):
-    """A worker whose bulk config calls ``on_chunk(worker, job, progress)`` before the worker's own step."""
-    from rq import get_current_job
-
+def make_worker(queues, reranker, monkeypatch, chunk_pairs: int, on_chunk=None):
+    """A worker whose bulk jobs call ``on_chunk(worker, job, progress)`` each time they record progress."""
     from rerank_worker import bulk
-    from rerank_worker.worker import RerankJob, RerankWorker
+    from rerank_worker.worker import RerankWorker
 
     worker = RerankWorker(
-        list(queues), connection=queues[0].connection, serializer=SERIALIZER, job_class=RerankJob, max_batch_pairs=512
+        list(queues),
+        connection=queues[0].connection,
+        serializer=SERIALIZER,
+        scorer=reranker,
+        max_batch_pairs=512,
+        bulk_chunk_pairs=chunk_pairs,
     )
+    if on_chunk is not None:
+        record = bulk._record
 
-    def after_chunk(progress: Progress) -> None:
-        if on_chunk is not None:
-            on_chunk(worker, get_current_job(), progress)
-        worker.between_chunks(progress)
+        def observed(job, progress: Progress) -> None:
+            on_chunk(worker, job, progress)
+            record(job, progress)
 
-    bulk.install(bulk.BulkConfig(chunk_pairs=chunk_pairs, after_chunk=after_chunk))
+        monkeypatch.setattr(bulk, "_record", observed)
     return worker
 
 
@@ -68,10 +72,12 @@ def fetch(queue: Queue, job_id: str) -> Job:
     return Job.fetch(job_id, connection=queue.connection, serializer=SERIALIZER)
 
 
-def test_chunked_bulk_equals_one_predict_call_and_reports_progress(queues, cross_encoder) -> None:
+def test_chunked_bulk_equals_one_predict_call_and_reports_progress(
+    queues, reranker, monkeypatch, cross_encoder
+) -> None:
     payload = {"items": items(150, 20)}  # 3000 pairs, 47 chunks of 64
     seen: list[Progress] = []
-    worker = make_worker(queues, chunk_pairs=64, on_chunk=lambda w, j, p: seen.append(p))
+    worker = make_worker(queues, reranker, monkeypatch, chunk_pairs=64, on_chunk=lambda w, j, p: seen.append(p))
     job = queues[1].enqueue(BULK_JOB, payload, job_timeout=600)
     worker.work(burst=True)
 
@@ -91,7 +97,7 @@ def test_chunked_bulk_equals_one_predict_call_and_reports_progress(queues, cross
         assert {r.index: r.score for r in got.results} == pytest.approx(dict(enumerate(want)), abs=1e-5)
 
 
-def test_sync_jobs_arriving_during_a_bulk_job_run_between_its_chunks(queues) -> None:
+def test_sync_jobs_arriving_during_a_bulk_job_run_between_its_chunks(queues, reranker, monkeypatch) -> None:
     sync_ids: dict[int, str] = {}
     finished_at: dict[str, int] = {}
 
@@ -104,7 +110,7 @@ def test_sync_jobs_arriving_during_a_bulk_job_run_between_its_chunks(queues) -> 
                 queues[0].enqueue(RERANK_JOB, {"query": "cooking", "candidates": ["pasta sauce", "black holes"]}).id
             )
 
-    worker = make_worker(queues, chunk_pairs=64, on_chunk=on_chunk)
+    worker = make_worker(queues, reranker, monkeypatch, chunk_pairs=64, on_chunk=on_chunk)
     bulk_job = queues[1].enqueue(BULK_JOB, {"items": items(40, 20)}, job_timeout=600)  # 800 pairs
     worker.work(burst=True)
 
@@ -114,12 +120,12 @@ def test_sync_jobs_arriving_during_a_bulk_job_run_between_its_chunks(queues) -> 
     assert fetch(queues[1], bulk_job.id).get_status() == JobStatus.FINISHED
 
 
-def test_cancelling_a_running_bulk_job_stops_it(queues) -> None:
+def test_cancelling_a_running_bulk_job_stops_it(queues, reranker, monkeypatch) -> None:
     def on_chunk(worker, job, progress: Progress) -> None:
         if progress.done == 256:
             fetch(queues[1], job.id).cancel()
 
-    worker = make_worker(queues, chunk_pairs=64, on_chunk=on_chunk)
+    worker = make_worker(queues, reranker, monkeypatch, chunk_pairs=64, on_chunk=on_chunk)
     job = queues[1].enqueue(BULK_JOB, {"items": items(100, 20)}, job_timeout=600)
     after = queues[0].enqueue(RERANK_JOB, {"query": "finance", "candidates": ["bank loans"]})
     worker.work(burst=True)
@@ -131,8 +137,8 @@ def test_cancelling_a_running_bulk_job_stops_it(queues) -> None:
     assert fetch(queues[0], after.id).get_status() == JobStatus.FINISHED  # the worker goes on
 
 
-def test_bad_bulk_payload_fails_cleanly(queues) -> None:
-    worker = make_worker(queues, chunk_pairs=64)
+def test_bad_bulk_payload_fails_cleanly(queues, reranker, monkeypatch) -> None:
+    worker = make_worker(queues, reranker, monkeypatch, chunk_pairs=64)
     job = queues[1].enqueue(BULK_JOB, {"items": [{"query": "q"}]})
     worker.work(burst=True)
     failed = fetch(queues[1], job.id)

@@ -20,26 +20,44 @@ def queue(reranker) -> Queue:
     return Queue(SYNC_QUEUE, connection=fakeredis.FakeStrictRedis(), serializer=SERIALIZER)
 
 
-def run_burst(queue: Queue, max_batch_pairs: int = 512, overlap: bool = False):
-    from rerank_worker.worker import RerankJob, RerankWorker
+@pytest.fixture
+def scorer(reranker):
+    return reranker
 
-    worker = RerankWorker(
+
+def make_worker(queue: Queue, scorer, max_batch_pairs: int = 512, overlap: bool = False):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rerank_worker.worker import RerankWorker
+
+    return RerankWorker(
         [queue],
         connection=queue.connection,
         serializer=SERIALIZER,
-        job_class=RerankJob,
+        scorer=scorer,
         max_batch_pairs=max_batch_pairs,
-        overlap=overlap,
+        bulk_chunk_pairs=64,
+        model_thread=ThreadPoolExecutor(1) if overlap else None,
     )
+
+
+def burst(queue: Queue, scorer, max_batch_pairs: int = 512, overlap: bool = False):
+    """A worker that ran until the queue was empty."""
+    worker = make_worker(queue, scorer, max_batch_pairs, overlap)
     worker.work(burst=True)
     return worker
+
+
+@pytest.fixture
+def run_burst(scorer):
+    return lambda queue, max_batch_pairs=512, overlap=False: burst(queue, scorer, max_batch_pairs, overlap)
 
 
 def fetch(queue: Queue, job_id: str) -> Job:
     return Job.fetch(job_id, connection=queue.connection, serializer=SERIALIZER)
 
 
-def test_job_scores_equal_cross_encoder_predict(queue: Queue, cross_encoder) -> None:
+def test_job_scores_equal_cross_encoder_predict(run_burst, queue: Queue, cross_encoder) -> None:
     job = queue.enqueue(RERANK_JOB, {"query": SEED_QUERY, "candidates": SEED_CANDIDATES})
     worker = run_burst(queue)
     result = RerankResult.model_validate(fetch(queue, job.id).return_value())
@@ -53,14 +71,18 @@ def test_job_scores_equal_cross_encoder_predict(queue: Queue, cross_encoder) -> 
     assert (result.batch_jobs, result.batch_pairs) == (1, 3)
 
 
-def test_single_job_path_reports_a_batch_of_itself(reranker) -> None:
-    from rerank_worker import jobs
+def test_a_plain_rq_worker_fails_rerank_jobs_clearly(queue: Queue) -> None:
+    """Only `rerank-server worker` holds the model; RQ's own worker gets a clear error, not a crash."""
+    from rq import SimpleWorker
 
-    result = RerankResult.model_validate(jobs.rerank({"query": SEED_QUERY, "candidates": SEED_CANDIDATES}))
-    assert (result.batch_jobs, result.batch_pairs) == (1, len(SEED_CANDIDATES))
+    job = queue.enqueue(RERANK_JOB, {"query": SEED_QUERY, "candidates": SEED_CANDIDATES})
+    SimpleWorker([queue], connection=queue.connection, serializer=SERIALIZER).work(burst=True)
+    failed = fetch(queue, job.id)
+    assert failed.get_status() == JobStatus.FAILED
+    assert "NotARerankWorker: rerank jobs run only on `rerank-server worker`" in failed.latest_result().exc_string
 
 
-def test_raw_scores_are_logits(queue: Queue, cross_encoder) -> None:
+def test_raw_scores_are_logits(run_burst, queue: Queue, cross_encoder) -> None:
     import torch
 
     job = queue.enqueue(RERANK_JOB, {"query": SEED_QUERY, "candidates": SEED_CANDIDATES, "score_mode": "raw"})
@@ -71,7 +93,7 @@ def test_raw_scores_are_logits(queue: Queue, cross_encoder) -> None:
     assert min(r.score for r in result.results) < 0  # logits, not probabilities
 
 
-def test_bad_payload_fails_that_job_only(queue: Queue) -> None:
+def test_bad_payload_fails_that_job_only(run_burst, queue: Queue) -> None:
     bad = queue.enqueue(RERANK_JOB, {"query": "q", "candidates": "not a list"})
     good = queue.enqueue(RERANK_JOB, {"query": SEED_QUERY, "candidates": SEED_CANDIDATES})
     worker = run_burst(queue)
@@ -81,7 +103,7 @@ def test_bad_payload_fails_that_job_only(queue: Queue) -> None:
     assert (worker.jobs_done, worker.jobs_failed) == (1, 1)
 
 
-def test_job_naming_another_function_is_refused_not_run(queue: Queue, tmp_path) -> None:
+def test_job_naming_another_function_is_refused_not_run(run_burst, queue: Queue, tmp_path) -> None:
     marker = tmp_path / "pwned"
     job = queue.enqueue("os.system", f"touch {marker}")
     run_burst(queue)
@@ -91,7 +113,7 @@ def test_job_naming_another_function_is_refused_not_run(queue: Queue, tmp_path) 
     assert "refused" in failed.latest_result().exc_string
 
 
-def test_pickled_job_is_refused_and_worker_goes_on(queue: Queue, tmp_path) -> None:
+def test_pickled_job_is_refused_and_worker_goes_on(run_burst, queue: Queue, tmp_path) -> None:
     pickled = Queue(SYNC_QUEUE, connection=queue.connection)  # default serializer: pickle
     marker = tmp_path / "pwned"
     evil = pickled.enqueue("os.system", f"touch {marker}")
@@ -113,7 +135,9 @@ REQUESTS = [
 ]
 
 
-def test_waiting_jobs_run_as_one_batch_with_the_same_scores_as_one_at_a_time(queue: Queue, cross_encoder) -> None:
+def test_waiting_jobs_run_as_one_batch_with_the_same_scores_as_one_at_a_time(
+    run_burst, queue: Queue, cross_encoder
+) -> None:
     ids = [queue.enqueue(RERANK_JOB, {"query": q, "candidates": c}).id for q, c in REQUESTS]
     raw = queue.enqueue(RERANK_JOB, {"query": "astronomy", "candidates": ["planets and stars"], "score_mode": "raw"})
     worker = run_burst(queue)
@@ -133,7 +157,7 @@ def test_waiting_jobs_run_as_one_batch_with_the_same_scores_as_one_at_a_time(que
     assert raw_score == pytest.approx(float(logit), abs=1e-5)  # a logit, though batched with activated jobs
 
 
-def test_budget_of_one_pair_runs_jobs_one_by_one_with_equal_results(queue: Queue) -> None:
+def test_budget_of_one_pair_runs_jobs_one_by_one_with_equal_results(run_burst, queue: Queue) -> None:
     ids = [queue.enqueue(RERANK_JOB, {"query": q, "candidates": c}).id for q, c in REQUESTS]
     worker = run_burst(queue, max_batch_pairs=1)
     assert worker.batches == len(REQUESTS)
@@ -148,7 +172,7 @@ def test_budget_of_one_pair_runs_jobs_one_by_one_with_equal_results(queue: Queue
         assert [r["score"] for r in a] == pytest.approx([r["score"] for r in b], abs=1e-5)
 
 
-def test_a_job_that_breaks_the_model_call_fails_alone(queue: Queue, reranker, monkeypatch, caplog) -> None:
+def test_a_job_that_breaks_the_model_call_fails_alone(run_burst, queue: Queue, reranker, monkeypatch, caplog) -> None:
     real = reranker.score_many
 
     def fragile(requests, mode):
@@ -174,7 +198,7 @@ def test_a_job_that_breaks_the_model_call_fails_alone(queue: Queue, reranker, mo
     assert (worker.jobs_done, worker.jobs_failed) == (2, 1)
 
 
-def test_batch_stops_at_a_foreign_job_and_runs_it_after(queue: Queue, tmp_path) -> None:
+def test_batch_stops_at_a_foreign_job_and_runs_it_after(run_burst, queue: Queue, tmp_path) -> None:
     first = queue.enqueue(RERANK_JOB, {"query": "finance", "candidates": ["bank loans"]}).id
     foreign = queue.enqueue("os.getcwd").id
     last = queue.enqueue(RERANK_JOB, {"query": "finance", "candidates": ["stock market"]}).id
@@ -204,22 +228,20 @@ def test_reduced_precision_model_loads_in_that_dtype_and_ranks_alike(model_dir, 
     assert sorted(range(3), key=lambda i: -half_scores[i]) == sorted(range(3), key=lambda i: -full_scores[i])
 
 
-def test_job_cancelled_after_being_popped_is_not_run(queue: Queue) -> None:
+def test_job_cancelled_after_being_popped_is_not_run(queue: Queue, scorer) -> None:
     """The caller gave up after a worker's blocking pop took the job: the worker drops it unrun."""
-    from rerank_worker.worker import RerankJob, RerankWorker
+    from rerank_worker.rq_seam import RerankJob
 
     job = queue.enqueue(RERANK_JOB, {"query": SEED_QUERY, "candidates": SEED_CANDIDATES})
     job.cancel()  # e.g. the API's caller disconnected after the worker's blocking pop took the id
-    worker = RerankWorker(
-        [queue], connection=queue.connection, serializer=SERIALIZER, job_class=RerankJob, max_batch_pairs=512
-    )
+    worker = make_worker(queue, scorer)
     worker.execute_job(RerankJob.fetch(job.id, connection=queue.connection, serializer=SERIALIZER), queue)
     assert (worker.jobs_done, worker.jobs_failed, worker.batches) == (0, 0, 0)
     assert fetch(queue, job.id).get_status() == JobStatus.CANCELED
     assert fetch(queue, job.id).latest_result() is None
 
 
-def test_jobs_past_the_pair_budget_wait_in_order_for_the_next_batch(queue: Queue) -> None:
+def test_jobs_past_the_pair_budget_wait_in_order_for_the_next_batch(run_burst, queue: Queue) -> None:
     ids = [queue.enqueue(RERANK_JOB, {"query": "finance", "candidates": [f"loan {i}"]}).id for i in range(40)]
     worker = run_burst(queue, max_batch_pairs=6)
     assert worker.batches == 7  # 6 + 6 + ... + 4: ids taken in groups past the budget went back to the front
@@ -229,7 +251,7 @@ def test_jobs_past_the_pair_budget_wait_in_order_for_the_next_batch(queue: Queue
     assert sizes == [6] * 36 + [4] * 4
 
 
-def test_batched_bookkeeping_leaves_rq_registries_as_rq_does(queue: Queue) -> None:
+def test_batched_bookkeeping_leaves_rq_registries_as_rq_does(run_burst, queue: Queue) -> None:
     ids = [queue.enqueue(RERANK_JOB, {"query": q, "candidates": c}).id for q, c in REQUESTS]
     worker = run_burst(queue)
     assert worker.batches == 1
@@ -245,7 +267,7 @@ def test_batched_bookkeeping_leaves_rq_registries_as_rq_does(queue: Queue) -> No
         assert 0 < queue.connection.ttl(job.key) <= 500  # RQ's default result_ttl
 
 
-def test_dependents_of_a_batched_job_are_enqueued_by_rq(queue: Queue) -> None:
+def test_dependents_of_a_batched_job_are_enqueued_by_rq(run_burst, queue: Queue) -> None:
     first = queue.enqueue(RERANK_JOB, {"query": "finance", "candidates": ["bank loans"]})
     other = queue.enqueue(RERANK_JOB, {"query": "astronomy", "candidates": ["black holes"]})
     after = queue.enqueue(RERANK_JOB, {"query": "finance", "candidates": ["stock market"]}, depends_on=first)
@@ -255,7 +277,9 @@ def test_dependents_of_a_batched_job_are_enqueued_by_rq(queue: Queue) -> None:
     assert worker.jobs_done == 3
 
 
-def test_a_dependent_registered_while_its_parent_is_scored_is_enqueued(queue: Queue, reranker, monkeypatch) -> None:
+def test_a_dependent_registered_while_its_parent_is_scored_is_enqueued(
+    run_burst, queue: Queue, reranker, monkeypatch
+) -> None:
     """The race RQ guards with WATCH: the dependent arrives after the batch started, before it finished."""
     real = reranker.score_many
     dependents: list[Job] = []
@@ -276,7 +300,9 @@ def test_a_dependent_registered_while_its_parent_is_scored_is_enqueued(queue: Qu
     assert queue.deferred_job_registry.get_job_ids() == []
 
 
-def test_next_batch_is_collected_and_started_while_the_model_scores(queue: Queue, reranker, monkeypatch) -> None:
+def test_next_batch_is_collected_and_started_while_the_model_scores(
+    run_burst, queue: Queue, reranker, monkeypatch
+) -> None:
     """With overlap (GPU workers), under load, jobs arriving mid-call are started before the call returns."""
     import time
 
@@ -309,7 +335,7 @@ def test_next_batch_is_collected_and_started_while_the_model_scores(queue: Queue
 
 @pytest.mark.parametrize("overlap", [False, True], ids=["cpu-alarm", "gpu-model-thread"])
 def test_a_batch_past_its_timeout_fails_its_jobs_and_the_worker_goes_on(
-    queue: Queue, reranker, monkeypatch, overlap: bool
+    run_burst, queue: Queue, reranker, monkeypatch, overlap: bool
 ) -> None:
     import time
 

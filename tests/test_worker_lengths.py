@@ -8,7 +8,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from rerank_contract.jobs import RERANK_JOB, SERIALIZER, SYNC_QUEUE, InputTooLong, RerankPayload, TruncationSide
-from tests.test_worker_jobs import run_burst
+from tests.test_worker_jobs import burst
 
 QUERY = "machine learning"  # 2 tokens; a pair adds 3 special tokens, so 59 text tokens fit in 64
 TEXT = "deep learning neural networks gradient descent training"  # 7 tokens
@@ -57,7 +57,7 @@ def test_too_long_job_fails_with_a_message_the_api_recognises(reranker) -> None:
     queue = Queue(SYNC_QUEUE, connection=fakeredis.FakeStrictRedis(), serializer=SERIALIZER)
     too_long = queue.enqueue(RERANK_JOB, {"query": QUERY, "candidates": [" ".join([TEXT] * 20)], "truncate": False})
     fine = queue.enqueue(RERANK_JOB, {"query": QUERY, "candidates": [" ".join([TEXT] * 20)]})
-    run_burst(queue)
+    burst(queue, reranker)
     failed = Job.fetch(too_long.id, connection=queue.connection, serializer=SERIALIZER)
     assert failed.get_status() == JobStatus.FAILED
     message = InputTooLong.find(failed.latest_result().exc_string)

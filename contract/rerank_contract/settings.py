@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     bulk_chunk_pairs: int = Field(
         256, ge=1, description="Bulk jobs are scored this many pairs at a time; sync requests run in between."
     )
+    scorer: Literal["cross-encoder", "fake"] = Field(
+        "cross-encoder",
+        description="cross-encoder: the model above; fake: a torch-free word-overlap scorer, to test the plumbing.",
+    )
     warmup: bool = Field(True, description="Run one forward pass at start-up so the first request is not slow.")
     heartbeat_interval_s: float = Field(1.0, gt=0, description="How often a worker says it is alive.")
     heartbeat_ttl_s: float = Field(3.0, gt=0, description="A worker silent this long is taken for dead.")

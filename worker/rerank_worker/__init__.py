@@ -1,5 +1,10 @@
-"""The worker: a long-lived RQ process that keeps one CrossEncoder resident and runs rerank jobs.
+"""The worker: a long-lived RQ process that keeps one model resident and runs rerank jobs.
 
-Only this package imports torch. ``runtime`` is the model, ``jobs`` the job functions RQ calls,
-``worker`` the RQ worker class, ``heartbeat`` the liveness record, ``main`` the entry point.
+``main`` is the process; ``worker`` the thin RQ worker class; ``admission`` which jobs it runs;
+``batching`` collecting waiting jobs within a budget, ``batches`` scoring and finishing them together,
+``scheduling`` when batches run (the GPU overlap); ``bulk`` bulk jobs chunk by chunk; ``jobs``
+payloads to results; ``rq_seam`` every RQ member relied on beyond RQ's documented API; ``scoring``
+the scorer interface (``runtime``, the CrossEncoder and the only torch user with ``device``, or a
+fake); ``lengths`` token-length rules; ``heartbeat`` the liveness record; ``reaper`` jobs of dead
+workers back to RQ.
 """

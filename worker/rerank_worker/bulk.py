@@ -1,78 +1,74 @@
-"""Bulk scoring: many (query, candidates) items scored in chunks of pairs.
+"""Bulk jobs, driven chunk by chunk by the worker that runs them.
 
 Chunking keeps the worker's memory bounded whatever the job's size, gives progress to report, and
-gives the worker a point between chunks to serve waiting sync requests and to notice that the job
-was cancelled (see ``RerankWorker.between_chunks``).
+gives the worker a point between chunks to serve the sync jobs waiting (a long bulk job delays a
+sync request by at most one chunk), to keep the job's heartbeats fresh, and to notice that the job
+was cancelled. The whole job runs under its RQ job timeout.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 
-from rerank_contract.jobs import BulkPayload, Progress
-from rerank_worker import runtime
+from rq import SimpleWorker
+from rq.job import Job, JobStatus
+from rq.utils import now
 
-#: A slice ``candidates[start:end]`` of item ``item``.
-Slice = tuple[int, int, int]
+from rerank_contract.jobs import PROGRESS_META, BulkPayload, Progress
+from rerank_worker import jobs, rq_seam
+from rerank_worker.scoring import Scorer
 
-
-@dataclass(frozen=True)
-class BulkConfig:
-    """How this worker runs bulk jobs: chunk size, and what to do after each chunk."""
-
-    chunk_pairs: int
-    after_chunk: Callable[[Progress], None]
+log = logging.getLogger(__name__)
 
 
-def chunks(payload: BulkPayload, chunk_pairs: int) -> Iterator[list[Slice]]:
-    """Cut the items' pairs into runs of at most ``chunk_pairs``, in order; an item may span chunks."""
-    chunk: list[Slice] = []
-    room = chunk_pairs
-    for index, item in enumerate(payload.items):
-        start = 0
-        while start < len(item.candidates):
-            end = min(len(item.candidates), start + room)
-            chunk.append((index, start, end))
-            room -= end - start
-            start = end
-            if room == 0:
-                yield chunk
-                chunk, room = [], chunk_pairs
-    if chunk:
-        yield chunk
+class JobCancelled(Exception):
+    """A running bulk job was cancelled; RQ records it as stopped."""
 
 
-def score(payload: BulkPayload, config: BulkConfig) -> tuple[list[list[float]], float]:
-    """Every item's scores in input order, and the model time in ms; calls ``config.after_chunk`` per chunk."""
-    model = runtime.resident()
-    scores = [[0.0] * len(item.candidates) for item in payload.items]
-    total, done, inference_s = payload.pairs, 0, 0.0
-    config.after_chunk(Progress(done=0, total=total))
-    for chunk in chunks(payload, config.chunk_pairs):
-        started = time.perf_counter()
-        chunk_scores = model.score_many(
-            [(payload.items[i].query, payload.items[i].candidates[a:b]) for i, a, b in chunk], payload.score_mode
-        )
-        inference_s += time.perf_counter() - started
-        for (i, a, b), values in zip(chunk, chunk_scores, strict=True):
-            scores[i][a:b] = values
-            done += b - a
-        config.after_chunk(Progress(done=done, total=total))
-    return scores, inference_s * 1000
+def run(
+    worker: SimpleWorker,
+    scorer: Scorer,
+    running: rq_seam.Running,
+    *,
+    chunk_pairs: int,
+    between_chunks: Callable[[], None],
+) -> bool:
+    """Run one bulk job to its end, recorded through RQ; ``between_chunks`` serves other work. True if it succeeded."""
+    job = running.job
+    rq_seam.start(worker, [running])
+    try:
+        with rq_seam.time_limit(worker, rq_seam.job_timeout(job), job):
+            (raw,) = job.args
+            payload = BulkPayload.model_validate(raw)
+            scores = [[0.0] * len(item.candidates) for item in payload.items]
+            done, inference_s = 0, 0.0
+            _record(job, Progress(done=0, total=payload.pairs))
+            for chunk in jobs.chunks(payload, chunk_pairs):
+                started = time.perf_counter()
+                done += jobs.score_chunk(scorer, payload, chunk, scores)
+                inference_s += time.perf_counter() - started
+                _record(job, Progress(done=done, total=payload.pairs))
+                if done < payload.pairs:
+                    between_chunks()
+                    rq_seam.keep_alive(worker, running)
+            result = jobs.bulk_result(scorer, payload, scores, worker=worker.name, inference_ms=inference_s * 1000)
+    except JobCancelled:
+        rq_seam.fail(worker, running, sys.exc_info(), now(), stopped=True)  # type: ignore[arg-type]
+        return False
+    except Exception:
+        rq_seam.fail(worker, running, sys.exc_info(), now())  # type: ignore[arg-type]
+        return False
+    rq_seam.succeed(worker, [(running, result)], now())
+    log.info("finished bulk job %s (%d pairs)", job.id, payload.pairs)
+    return True
 
 
-_config: BulkConfig | None = None
-
-
-def install(config: BulkConfig) -> None:
-    """Set how bulk jobs run in this process (the worker does this at start-up)."""
-    global _config
-    _config = config
-
-
-def installed() -> BulkConfig:
-    if _config is None:
-        raise RuntimeError("bulk jobs are not set up in this process: start jobs with `rerank-server worker`")
-    return _config
+def _record(job: Job, progress: Progress) -> None:
+    """Publish progress, and stop here if the job was cancelled meanwhile."""
+    job.meta[PROGRESS_META] = progress.model_dump()
+    job.save_meta()
+    if job.get_status(refresh=True) in (JobStatus.CANCELED, JobStatus.STOPPED):
+        raise JobCancelled(f"job {job.id} was cancelled after {progress.done} of {progress.total} pairs")

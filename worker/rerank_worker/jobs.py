@@ -1,98 +1,117 @@
-"""Job functions, called by RQ on the worker by their dotted path (see ``rerank_contract.jobs``).
+"""What a job computes: contract payloads in, contract results out, with the scorer it is handed.
 
-Each takes JSON-decoded arguments, validates them against the contract, and returns a
-JSON-ready dict: RQ's JSON serializer silently replaces values it cannot encode.
-
-:class:`~rerank_worker.worker.RerankWorker` usually runs several waiting :data:`RERANK_JOB` jobs
-together through :func:`score_payloads` instead of calling :func:`rerank` once per job; both give
-the same scores.
+RQ names jobs by dotted path (``rerank_contract.jobs.RERANK_JOB`` is ``rerank_worker.jobs.rerank``);
+:class:`~rerank_worker.worker.RerankWorker` recognises those names and runs the jobs itself, several
+sync jobs per model call and bulk jobs chunk by chunk, so that no job function needs the model from a
+global. The two functions below exist for RQ's name lookup and fail clearly on any other RQ worker.
+Results are JSON-ready dicts: RQ's JSON serializer silently replaces values it cannot encode.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from rq import get_current_job
+from rerank_contract.jobs import BulkItemResult, BulkPayload, BulkResult, RerankPayload, RerankResult, ScoreMode, rank
+from rerank_worker.scoring import Scorer
 
-from rerank_contract.jobs import (
-    BulkItemResult,
-    BulkPayload,
-    BulkResult,
-    RerankPayload,
-    RerankResult,
-    ScoreMode,
-    rank,
-)
-from rerank_worker import bulk, runtime
+#: A slice ``candidates[start:end]`` of item ``item`` of a bulk payload.
+Slice = tuple[int, int, int]
 
 
-def score_payloads(payloads: list[RerankPayload]) -> tuple[list[list[float]], float]:
+def score_payloads(scorer: Scorer, payloads: list[RerankPayload]) -> tuple[list[list[float]], float]:
     """Scores for each payload in input order, from one model call per score mode, and the time it took (ms).
 
-    Candidates pass their payload's length rules first (see ``Reranker.prepare``).
+    Candidates pass their payload's length rules first (``truncate=false`` may raise InputTooLong).
     """
-    model = runtime.resident()
     started = time.perf_counter()
-    candidates = [model.prepare(p) for p in payloads]  # each payload's length rules (truncate=false may raise)
+    candidates = [scorer.prepare(p) for p in payloads]
     scores: list[list[float]] = [[] for _ in payloads]
     for mode in ScoreMode:
         members = [i for i, p in enumerate(payloads) if p.score_mode is mode and p.candidates]
         if not members:
             continue
-        grouped = model.score_many([(payloads[i].query, candidates[i]) for i in members], mode)
+        grouped = scorer.score_many([(payloads[i].query, candidates[i]) for i in members], mode)
         for i, group_scores in zip(members, grouped, strict=True):
             scores[i] = group_scores
     return scores, (time.perf_counter() - started) * 1000
 
 
-def make_result(
-    scores: list[float], *, worker: str, queue_ms: float, inference_ms: float, batch_jobs: int, batch_pairs: int
+def rerank_result(
+    scorer: Scorer,
+    scores: list[float],
+    *,
+    worker: str,
+    queue_ms: float,
+    inference_ms: float,
+    batch_jobs: int,
+    batch_pairs: int,
 ) -> dict[str, Any]:
-    """The contract's result for one job, as the JSON-ready dict RQ stores; ``batch_*`` describe the model
-    call that scored it."""
-    model = runtime.resident()
+    """The contract's result for one sync job; ``batch_*`` describe the model call that scored it."""
     return RerankResult(
         results=rank(scores),
-        model=model.model_name,
-        device=model.device,
+        model=scorer.model_name,
+        device=scorer.device,
         worker=worker,
-        queue_ms=round(queue_ms, 3),
+        queue_ms=round(max(0.0, queue_ms), 3),
         inference_ms=round(inference_ms, 3),
         batch_jobs=batch_jobs,
         batch_pairs=batch_pairs,
     ).model_dump(mode="json")
 
 
-def rerank(payload: dict[str, Any]) -> dict[str, Any]:
-    """Score ``payload.candidates`` against ``payload.query``; results best first."""
-    request = RerankPayload.model_validate(payload)
-    job = get_current_job()
-    queue_ms = 0.0
-    if job is not None and job.enqueued_at and job.started_at:
-        queue_ms = max(0.0, (job.started_at - job.enqueued_at).total_seconds() * 1000)
-    (scores,), inference_ms = score_payloads([request])
-    return make_result(
-        scores,
-        worker=(job.worker_name or "") if job else "",
-        queue_ms=queue_ms,
-        inference_ms=inference_ms,
-        batch_jobs=1,
-        batch_pairs=len(request.candidates),
+def chunks(payload: BulkPayload, chunk_pairs: int) -> Iterator[list[Slice]]:
+    """Cut the items' pairs into runs of at most ``chunk_pairs``, in order; an item may span chunks."""
+    chunk: list[Slice] = []
+    room = chunk_pairs
+    for index, item in enumerate(payload.items):
+        start = 0
+        while start < len(item.candidates):
+            end = min(len(item.candidates), start + room)
+            chunk.append((index, start, end))
+            room -= end - start
+            start = end
+            if room == 0:
+                yield chunk
+                chunk, room = [], chunk_pairs
+    if chunk:
+        yield chunk
+
+
+def score_chunk(scorer: Scorer, payload: BulkPayload, chunk: list[Slice], scores: list[list[float]]) -> int:
+    """Score one chunk into ``scores`` (per item, input order); returns its pairs."""
+    values = scorer.score_many(
+        [(payload.items[i].query, payload.items[i].candidates[a:b]) for i, a, b in chunk], payload.score_mode
     )
+    for (i, a, b), chunk_scores in zip(chunk, values, strict=True):
+        scores[i][a:b] = chunk_scores
+    return sum(b - a for _, a, b in chunk)
+
+
+def bulk_result(
+    scorer: Scorer, payload: BulkPayload, scores: list[list[float]], *, worker: str, inference_ms: float
+) -> dict[str, Any]:
+    """The contract's result for a bulk job: every item's candidates best first, in input order."""
+    return BulkResult(
+        items=[BulkItemResult(id=item.id, results=rank(s)) for item, s in zip(payload.items, scores, strict=True)],
+        model=scorer.model_name,
+        device=scorer.device,
+        worker=worker,
+        pairs=payload.pairs,
+        inference_ms=round(inference_ms, 3),
+    ).model_dump(mode="json")
+
+
+class NotARerankWorker(RuntimeError):
+    """A job of this service was taken by a worker that is not ``rerank-server worker``."""
+
+
+def rerank(payload: dict[str, Any]) -> dict[str, Any]:
+    """Job function of RERANK_JOB: run by :class:`~rerank_worker.worker.RerankWorker`, never called."""
+    raise NotARerankWorker("rerank jobs run only on `rerank-server worker`, which holds the model")
 
 
 def rerank_bulk(payload: dict[str, Any]) -> dict[str, Any]:
-    """Score every item of a bulk payload in chunks; results per item in input order, each best first."""
-    request = BulkPayload.model_validate(payload)
-    scores, inference_ms = bulk.score(request, bulk.installed())
-    model = runtime.resident()
-    job = get_current_job()
-    return BulkResult(
-        items=[BulkItemResult(id=item.id, results=rank(s)) for item, s in zip(request.items, scores, strict=True)],
-        model=model.model_name,
-        device=model.device,
-        worker=(job.worker_name or "") if job else "",
-        pairs=request.pairs,
-        inference_ms=round(inference_ms, 3),
-    ).model_dump(mode="json")
+    """Job function of BULK_JOB: run by :class:`~rerank_worker.worker.RerankWorker`, never called."""
+    raise NotARerankWorker("bulk jobs run only on `rerank-server worker`, which holds the model")

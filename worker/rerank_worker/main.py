@@ -15,74 +15,68 @@ import socket
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 from rq.exceptions import StopRequested
 
+from rerank_contract.defaults import EXIT_STARTUP_FAILED, WORKER_TTL_S
 from rerank_contract.jobs import QUEUES, SERIALIZER, WorkerInfo
 from rerank_contract.redis_conn import connect
 from rerank_contract.settings import Settings
-from rerank_worker import bulk, runtime
-from rerank_worker.device import resolve_device
+from rerank_worker import rq_seam, scheduling, scoring
 from rerank_worker.heartbeat import Heartbeat
 from rerank_worker.reaper import Reaper
-from rerank_worker.reaper import run_forever as reaper_loop
-from rerank_worker.worker import RerankJob, RerankWorker
+from rerank_worker.scoring import Scorer
+from rerank_worker.worker import RerankWorker
 
 log = logging.getLogger("rerank_worker")
-
-EXIT_STARTUP_FAILED = 3
-#: RQ's own worker TTL; its blocking dequeue waits ``WORKER_TTL_S - 15`` seconds per call.
-WORKER_TTL_S = 60
 
 
 def run(settings: Settings) -> int:
     """Run one worker process; returns its exit code."""
     try:
-        model = runtime.Reranker(
-            settings.model,
-            device=resolve_device(settings.device),
-            batch_size=settings.batch_size,
-            max_length=settings.max_length,
-            dtype=settings.dtype,
-        )
-        if settings.warmup:  # on the thread that will run the model: first calls on a thread are slower
-            if runtime.on_model_thread(model.device):
-                runtime.submit(model.warmup).result()
-            else:
-                model.warmup()
+        scorer = scoring.load(settings)
     except Exception:
         log.exception("cannot load model %s", settings.model)
         return EXIT_STARTUP_FAILED
-    runtime.install(model)
-
     connection = connect(settings.redis_url, socket_timeout=WORKER_TTL_S)
     try:
         connection.ping()
     except Exception as exc:
         log.error("cannot reach Redis at %s: %s", settings.redis_url, exc)
         return EXIT_STARTUP_FAILED
-
-    started_at = time.time()
-    workers = _WorkerFactory(settings, connection)
+    model_thread = scheduling.model_thread(scorer.device)
+    if settings.warmup:  # where the model will run: first calls on a thread are slower
+        try:
+            model_thread.submit(scorer.warmup).result() if model_thread else scorer.warmup()
+        except Exception:
+            log.exception("model %s cannot score", settings.model)
+            return EXIT_STARTUP_FAILED
+    workers = _WorkerFactory(settings, connection, scorer, model_thread)
     worker = workers.new()
+
+    reaper_connection = connect(settings.redis_url, socket_timeout=5.0)
+    reaper = Reaper(reaper_connection, _queues(reaper_connection), grace_s=settings.heartbeat_ttl_s)
+    started_at = time.time()
 
     def info() -> WorkerInfo:
         return WorkerInfo(
             name=worker.name,
             host=socket.gethostname(),
             pid=os.getpid(),
-            model=model.model_name,
-            device=model.device,
-            dtype=model.dtype,
-            max_length=model.max_length,
+            model=scorer.model_name,
+            device=scorer.device,
+            dtype=scorer.dtype,
+            max_length=scorer.max_length,
             queues=list(QUEUES),
             started_at=started_at,
-            model_loads=runtime.loads,
+            model_loads=type(scorer).loads,
             jobs_done=workers.jobs_done + worker.jobs_done,
             jobs_failed=workers.jobs_failed + worker.jobs_failed,
+            reaper_swept_at=reaper.swept_at,
         )
 
     heartbeat = Heartbeat(
@@ -92,16 +86,11 @@ def run(settings: Settings) -> int:
         ttl_s=settings.heartbeat_ttl_s,
     )
     heartbeat.start()
-    reaper_connection = connect(settings.redis_url, socket_timeout=5.0)
-    reaper = Reaper(
-        reaper_connection,
-        [Queue(name, connection=reaper_connection, serializer=SERIALIZER) for name in QUEUES],
-        grace_s=settings.heartbeat_ttl_s,
-    )
+    stopped = threading.Event()
     threading.Thread(
-        target=reaper_loop, args=(reaper, settings.heartbeat_interval_s), name="rerank-reaper", daemon=True
+        target=reaper.run, args=(settings.heartbeat_interval_s, stopped), name="rerank-reaper", daemon=True
     ).start()
-    log.info("worker %s serving %s with %s on %s", worker.name, ", ".join(QUEUES), model.model_name, model.device)
+    log.info("worker %s serving %s with %s on %s", worker.name, ", ".join(QUEUES), scorer.model_name, scorer.device)
     backoff = 0.5
     try:
         while True:
@@ -121,33 +110,41 @@ def run(settings: Settings) -> int:
     except StopRequested:
         pass
     finally:
+        stopped.set()
         heartbeat.stop()
     return 0
+
+
+def _queues(connection: Redis) -> list[Queue]:
+    return [Queue(name, connection=connection, serializer=SERIALIZER, job_class=rq_seam.RerankJob) for name in QUEUES]
 
 
 class _WorkerFactory:
     """New RQ workers for the one resident model, each under a fresh name (RQ refuses to reuse a live one)."""
 
-    def __init__(self, settings: Settings, connection: Redis) -> None:
+    def __init__(
+        self, settings: Settings, connection: Redis, scorer: Scorer, model_thread: ThreadPoolExecutor | None
+    ) -> None:
         self._settings = settings
         self._connection = connection
+        self._scorer = scorer
+        self._model_thread = model_thread
         self.jobs_done = 0
         self.jobs_failed = 0
 
     def new(self) -> RerankWorker:
-        worker = RerankWorker(
-            list(QUEUES),
+        return RerankWorker(
+            _queues(self._connection),
             name=f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}",
             connection=self._connection,
             serializer=SERIALIZER,
-            job_class=RerankJob,
             worker_ttl=WORKER_TTL_S,
             log_job_description=False,
+            scorer=self._scorer,
             max_batch_pairs=self._settings.max_batch_pairs,
-            overlap=runtime.on_model_thread(runtime.resident().device),
+            bulk_chunk_pairs=self._settings.bulk_chunk_pairs,
+            model_thread=self._model_thread,
         )
-        bulk.install(bulk.BulkConfig(chunk_pairs=self._settings.bulk_chunk_pairs, after_chunk=worker.between_chunks))
-        return worker
 
     def retire(self, worker: RerankWorker) -> None:
         """Keep the counts of a worker loop that ended, for the heartbeat's totals."""

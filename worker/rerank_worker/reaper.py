@@ -2,37 +2,46 @@
 
 RQ only notices an abandoned job when its StartedJobRegistry entry expires (the job's timeout plus
 a minute, or a day for bulk jobs). Every worker here keeps a short-lived heartbeat record, so a
-job whose worker's record has been gone for ``grace_s`` is abandoned: the reaper marks its registry
-entry expired and lets RQ's own ``cleanup`` deal with it, which re-enqueues jobs that have retries
-left (bulk jobs are submitted with some) and fails the others (a sync request's caller has already
-been answered 503 by then).
+job whose worker's record has been gone for ``grace_s`` is abandoned: the reaper hands its registry
+entry to RQ's own clean-up, which re-enqueues jobs that have retries left (bulk jobs are submitted
+with some) and fails the others (a sync request's caller has already been answered 503 by then).
+An abandoned job that asks for what this service refuses (callbacks, webhooks, ...) is failed with
+that reason instead, so it is not run again. The queues must use :class:`~rerank_worker.rq_seam.RerankJob`,
+so RQ's clean-up imports no callback.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from redis import Redis
 from rq import Queue
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from rerank_contract.jobs import worker_key
+from rerank_worker import admission, rq_seam
 
 log = logging.getLogger(__name__)
 
 
 class Reaper:
-    """Call :meth:`sweep` every few seconds, from any number of workers."""
+    """Call :meth:`sweep` every few seconds, from any number of workers; :attr:`swept_at` says when it last worked."""
 
     def __init__(self, connection: Redis, queues: list[Queue], *, grace_s: float) -> None:
+        if any(q.job_class is not rq_seam.RerankJob for q in queues):
+            raise TypeError("the reaper's queues must use RerankJob, so RQ's clean-up imports no callback")
         self._connection = connection
         self._queues = queues
         self._grace_s = grace_s
         self._orphaned_since: dict[str, float] = {}
+        #: Unix time of the last sweep that completed, None before the first.
+        self.swept_at: float | None = None
 
     def sweep(self) -> list[str]:
-        """Expire the registry entries of jobs whose worker stayed silent ``grace_s``; returns their ids."""
+        """Hand back (or fail) the jobs whose worker stayed silent ``grace_s``; returns their ids."""
         now = time.monotonic()
         reaped: list[str] = []
         seen: set[str] = set()
@@ -44,33 +53,46 @@ class Reaper:
                 if not self._orphaned(job_id):
                     self._orphaned_since.pop(job_id, None)
                     continue
-                if now - self._orphaned_since.setdefault(job_id, now) >= self._grace_s:
-                    expired.append(f"{job_id}:{execution_id}")
+                if now - self._orphaned_since.setdefault(job_id, now) < self._grace_s:
+                    continue
+                entry = f"{job_id}:{execution_id}"
+                try:
+                    job = queue.job_class.fetch(job_id, connection=self._connection, serializer=queue.serializer)
+                except NoSuchJobError:  # gone meanwhile: RQ's clean-up drops the entry
+                    job = None
+                if job is not None and (reason := admission.refusal(job)) is not None:
+                    rq_seam.fail_orphan(self._connection, registry, job, entry, str(reason))
+                    log.warning("job %s of a dead worker failed: %s", job_id, reason)
+                else:
+                    expired.append(entry)
+                reaped.append(job_id)
             if expired:
-                # score 0 = long expired; cleanup(timestamp=1) then handles exactly these entries
-                self._connection.zadd(registry.key, dict.fromkeys(expired, 0), xx=True)
-                registry.cleanup(timestamp=1)
-                reaped += [entry.split(":", 1)[0] for entry in expired]
-        for job_id in reaped:
-            log.warning("job %s was held by a dead worker: handed back to RQ (re-run if it has retries left)", job_id)
+                rq_seam.expire_started(self._connection, registry, expired)
+                for entry in expired:
+                    log.warning(
+                        "job %s was held by a dead worker: handed back to RQ (re-run if it has retries left)",
+                        entry.split(":", 1)[0],
+                    )
         self._orphaned_since = {k: v for k, v in self._orphaned_since.items() if k in seen and k not in reaped}
+        self.swept_at = time.time()
         return reaped
 
     def _orphaned(self, job_id: str) -> bool:
         worker = self._connection.hget(Job.key_for(job_id), "worker_name")
         return bool(worker) and not self._connection.exists(worker_key(worker.decode()))
 
-
-def run_forever(reaper: Reaper, interval_s: float) -> None:
-    """The reaper's thread body: sweep every ``interval_s``; Redis errors are logged, never fatal."""
-    failing = False
-    while True:
-        time.sleep(interval_s)
-        try:
-            reaper.sweep()
-        except Exception as exc:
-            if not failing:
-                log.warning("reaper cannot sweep, will keep trying: %s", exc)
-            failing = True
-        else:
-            failing = False
+    def run(self, interval_s: float, stopped: threading.Event) -> None:
+        """The reaper's thread body: sweep every ``interval_s`` until ``stopped``; errors are logged, never fatal
+        (the worker's record carries :attr:`swept_at`, so a reaper that keeps failing shows in ``/health``)."""
+        failing = False
+        while not stopped.wait(interval_s):
+            try:
+                self.sweep()
+            except Exception:
+                if not failing:
+                    log.exception("reaper cannot sweep, will keep trying")
+                failing = True
+            else:
+                if failing:
+                    log.info("reaper sweeping again")
+                failing = False

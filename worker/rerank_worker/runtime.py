@@ -1,16 +1,14 @@
 """The model runtime: one CrossEncoder, loaded once, scoring (query, candidate) pairs.
 
-The worker process holds exactly one :class:`Reranker` (see :func:`install` / :func:`resident`),
-so jobs reuse the loaded weights instead of reloading them.
+The only module that imports torch. The worker process loads one :class:`Reranker` at start-up and
+hands it to the worker as its :class:`~rerank_worker.scoring.Scorer`, so jobs reuse the loaded weights.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import ClassVar
 
 import torch
 from sentence_transformers import CrossEncoder
@@ -31,10 +29,14 @@ def resolve_dtype(requested: str, device: str) -> str:
 class Reranker:
     """A CrossEncoder on one device, with the scoring options the service exposes."""
 
+    #: CrossEncoders this process has built: a worker that reloaded its model per job would show it here.
+    loads: ClassVar[int] = 0
+
     def __init__(
         self, model: str, *, device: str, batch_size: int, max_length: int | None, dtype: str = "float32"
     ) -> None:
         started = time.perf_counter()
+        type(self).loads += 1
         self.model_name = model
         self.batch_size = batch_size
         self.dtype = resolve_dtype(dtype, device)
@@ -94,43 +96,3 @@ class Reranker:
         started = time.perf_counter()
         self.score("warm up", ["the first request should not pay for start-up"] * 2)
         log.info("warm-up done in %.0f ms", (time.perf_counter() - started) * 1000)
-
-
-#: On GPUs, the thread sync batches are scored on, so that the worker's queue work overlaps the model
-#: call; the warm-up runs there too, as the first calls on a new thread are slower. (Bulk jobs, the
-#: sync jobs served between their chunks, and everything on CPUs run on the worker's own thread; the
-#: model never runs two calls at once.)
-_model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
-
-
-def on_model_thread(device: str) -> bool:
-    """Whether sync batches on ``device`` run on the model thread, overlapping the worker's queue work.
-
-    Not on CPUs: there the worker's Python would take cores from torch's own threads (on 2 cores it
-    cost about 15% of throughput).
-    """
-    return not device.startswith("cpu")
-
-
-def submit(call: Callable[..., Any], *args: Any) -> Future[Any]:
-    """Run ``call(*args)`` on the model thread."""
-    return _model_thread.submit(call, *args)
-
-
-_resident: Reranker | None = None
-#: How many models this process has installed; 1 for the life of a healthy worker.
-loads = 0
-
-
-def install(reranker: Reranker) -> None:
-    """Make ``reranker`` the model every job in this process uses."""
-    global _resident, loads
-    _resident = reranker
-    loads += 1
-
-
-def resident() -> Reranker:
-    """The process's model; jobs fail clearly if a worker forgot to load one."""
-    if _resident is None:
-        raise RuntimeError("no model is loaded in this process: start jobs with `rerank-server worker`")
-    return _resident

@@ -1,0 +1,84 @@
+"""Collecting a batch: the sync jobs waiting now, taken in order up to a budget of pairs.
+
+Pure logic over a small :class:`JobSource` (pop ids, fetch their jobs, push ids back), so it can be
+tested on fakeredis or a list. Ids are taken a few at a time and their jobs fetched in one round trip;
+ids past the budget go back to the front of the queue in order, so nobody is overtaken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from rq import Queue
+from rq.job import Job
+from rq.utils import as_text
+
+from rerank_contract.defaults import POP_GROUP
+
+
+class JobSource(Protocol):
+    """The front of one queue."""
+
+    def pop(self, count: int) -> list[str]:
+        """Up to ``count`` job ids from the front, without blocking."""
+        ...
+
+    def fetch(self, ids: list[str]) -> list[Job | None]:
+        """The jobs of ``ids`` (None for one that expired), in order."""
+        ...
+
+    def push_back(self, ids: list[str]) -> None:
+        """Put ``ids`` back at the front, in their order."""
+        ...
+
+
+class QueueSource:
+    """A :class:`JobSource` over an RQ queue's Redis list."""
+
+    def __init__(self, queue: Queue, job_class: type[Job]) -> None:
+        self._queue = queue
+        self._job_class = job_class
+
+    def pop(self, count: int) -> list[str]:
+        return [as_text(i) for i in self._queue.connection.lpop(self._queue.key, count) or []]
+
+    def fetch(self, ids: list[str]) -> list[Job | None]:
+        return self._job_class.fetch_many(ids, connection=self._queue.connection, serializer=self._queue.serializer)
+
+    def push_back(self, ids: list[str]) -> None:
+        if ids:
+            self._queue.connection.lpush(self._queue.key, *reversed(ids))
+
+
+def collect(
+    source: JobSource,
+    *,
+    room: int,
+    join: Callable[[Job], int | None],
+    skip: Callable[[Job], bool],
+    stop: Callable[[], bool] = lambda: False,
+) -> tuple[int, Job | None]:
+    """Offer waiting jobs to ``join`` until ``room`` pairs are used, the queue is empty or ``stop()``.
+
+    ``join(job)`` takes a job into the batch and returns its pairs, or returns None for a job that
+    cannot be batched: collecting stops there and that job is returned, to be run on its own. Jobs
+    for which ``skip(job)`` is true (cancelled while queued) are dropped. Returns the pairs taken.
+    """
+    taken = 0
+    while taken < room and not stop():
+        ids = source.pop(POP_GROUP)
+        if not ids:
+            break
+        for index, job in enumerate(source.fetch(ids)):
+            if taken >= room:
+                source.push_back(ids[index:])
+                return taken, None
+            if job is None or skip(job):  # expired or cancelled while queued: its caller gave up
+                continue
+            pairs = join(job)
+            if pairs is None:
+                source.push_back(ids[index + 1 :])
+                return taken, job
+            taken += pairs
+    return taken, None

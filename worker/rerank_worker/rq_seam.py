@@ -1,0 +1,293 @@
+"""The one seam to RQ: every RQ member this project relies on beyond RQ's documented API.
+
+RQ runs one job at a time; this worker starts, finishes and fails several at once, and drives bulk
+jobs chunk by chunk. It does so through the same methods RQ's ``SimpleWorker.perform_job`` calls, so
+the registries, the results stream, the worker's counters and the dependents end up as RQ's own path
+leaves them, in fewer round trips. Those methods are RQ internals (rq 2.12; rq 3.0 changes them), so
+they are called only from here, and :data:`SURFACE` names each with the parameters used:
+``tests/test_rq_seam.py`` checks them against the installed RQ, so an upgrade fails that one test.
+
+:class:`RerankJob` is also the trust boundary's last line: RQ imports a job's callback names and sends
+its webhooks from several places (the worker's success and failure paths, registry clean-up); this job
+class has none of either, whatever its hash says (jobs that ask for them are refused, see
+:mod:`rerank_worker.admission`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+from rq.timeouts import BaseDeathPenalty, JobTimeoutException
+from rq.utils import now
+from rq.worker import WorkerStatus
+
+#: An exception as ``sys.exc_info()`` gives it.
+ExcInfo = tuple[type[BaseException], BaseException, Any]
+
+
+class RerankJob(Job):
+    """A job that never imports a callback or sends a webhook, whatever its Redis hash names."""
+
+    @property
+    def success_callback(self) -> None:
+        return None
+
+    @property
+    def failure_callback(self) -> None:
+        return None
+
+    @property
+    def stopped_callback(self) -> None:
+        return None
+
+    def send_webhooks(self, status: str | JobStatus, *, exc_string: str | None = None) -> None:
+        return None
+
+
+def callbacks_asked(job: Job) -> dict[str, str]:
+    """The callbacks a job's hash names (``success``, ``failure``, ``stopped``), none of them imported."""
+    names = {
+        "success": job._success_callback_name,
+        "failure": job._failure_callback_name,
+        "stopped": job._stopped_callback_name,
+    }
+    return {kind: name for kind, name in names.items() if name}
+
+
+def webhook_urls(job: Job) -> list[str]:
+    """The URLs of the webhooks a job's hash asks for (none is sent)."""
+    return [webhook.url for webhook in job.webhooks]
+
+
+def repeats_asked(job: Job) -> bool:
+    return bool(job.repeats_left)
+
+
+@dataclass
+class Running:
+    """One job between its start and its end, with the execution RQ records for it."""
+
+    job: Job
+    queue: Queue
+    execution: Execution | None = None
+
+
+def start(worker: SimpleWorker, batch: list[Running]) -> None:
+    """RQ's start of a job (``prepare_execution`` + ``prepare_job_execution``) for a batch, in one round trip.
+
+    Each job gets its execution in the started registry, its heartbeat, status STARTED, ``started_at``
+    and ``worker_name``; the worker is BUSY on the first job.
+    """
+    with worker.connection.pipeline() as pipe:
+        longest = 0
+        for running in batch:
+            ttl = worker.get_heartbeat_ttl(running.job)
+            longest = max(longest, ttl)
+            running.execution = Execution.create(running.job, ttl, pipeline=pipe, worker_name=worker.name)
+            running.job.heartbeat(now(), ttl, pipeline=pipe)
+            running.job.prepare_for_execution(worker.name, pipeline=pipe)
+        worker.set_state(WorkerStatus.BUSY, pipeline=pipe)
+        worker.set_current_job_id(batch[0].job.id, pipeline=pipe)
+        worker.set_current_job_working_time(0, pipeline=pipe)
+        worker.heartbeat(longest, pipeline=pipe)
+        pipe.execute()
+
+
+def succeed(worker: SimpleWorker, done: list[tuple[Running, Any]], ended_at: datetime) -> None:
+    """RQ's ``handle_job_success`` for jobs without repeats, with their return values, in one transaction.
+
+    RQ watches each job's dependents set, reads it, then writes; here the read is inside the
+    transaction instead, which keeps RQ's guard against a dependent enqueued meanwhile: one registered
+    before the transaction is seen by it (and enqueued right after, by RQ's ``enqueue_dependents``),
+    and one registered after finds its parent finished and is enqueued by RQ at once. (A worker killed
+    between the two leaves such dependents deferred; the API's jobs never have any.)
+    """
+    if not done:
+        return
+    with worker.connection.pipeline() as pipe:
+        for running, _ in done:
+            pipe.exists(running.job.dependents_key)
+        for running, value in done:
+            job, execution = running.job, running.execution
+            assert job.started_at is not None and execution is not None
+            job.ended_at = ended_at
+            job._result = value
+            job._status = JobStatus.FINISHED
+            worker.increment_successful_job_count(pipeline=pipe)
+            worker.increment_total_working_time(ended_at - job.started_at, pipe)
+            result_ttl = job.get_result_ttl(worker.default_result_ttl)
+            if result_ttl != 0:
+                job._handle_success(
+                    result_ttl,
+                    pipeline=pipe,
+                    worker_name=worker.name,
+                    execution_id=execution.id,
+                    execution_started_at=execution.created_at,
+                    execution_ended_at=ended_at,
+                )
+            job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+            worker.execution = execution
+            worker.cleanup_execution(job, pipeline=pipe)
+        has_dependents = pipe.execute()[: len(done)]
+    for (running, _), dependents in zip(done, has_dependents, strict=True):
+        if dependents:
+            running.queue.enqueue_dependents(running.job)
+
+
+def fail(worker: SimpleWorker, running: Running, error: ExcInfo, ended_at: datetime, *, stopped: bool = False) -> None:
+    """RQ's failure path (``handle_exception`` + ``handle_job_failure``): logged, recorded, retried if the
+    job has retries left; ``stopped`` records it as STOPPED (a cancelled bulk job) instead."""
+    job = running.job
+    job.ended_at = ended_at
+    job._status = JobStatus.FAILED
+    worker.execution = running.execution
+    if stopped:
+        worker._stopped_job_id = job.id
+    worker.handle_exception(job, *error)
+    worker.handle_job_failure(
+        job=job,
+        queue=running.queue,
+        started_job_registry=running.queue.started_job_registry,
+        exc_string="".join(traceback.format_exception(*error)),
+    )
+
+
+def refuse(worker: SimpleWorker, job: Job, queue: Queue, reason: Exception) -> None:
+    """Fail a job that was never started (refused before anything of it ran), with ``reason`` as its error."""
+    running = Running(job, queue)
+    job.retries_left = 0  # a refused job is not run again
+    start(worker, [running])
+    try:
+        raise reason
+    except Exception:
+        error = sys.exc_info()
+    fail(worker, running, error, now())  # type: ignore[arg-type]
+
+
+def keep_alive(worker: SimpleWorker, running: Running) -> None:
+    """Between a bulk job's chunks: refresh its heartbeats (RQ's ``maintain_heartbeats``), and make it the
+    worker's current job again after the sync jobs served in between."""
+    worker.execution = running.execution
+    worker.maintain_heartbeats(running.job)
+    worker.set_current_job_id(running.job.id)
+    worker.set_state(WorkerStatus.BUSY)
+
+
+def stop_requested(worker: SimpleWorker) -> bool:
+    """Whether SIGTERM asked the worker to stop after the job in hand."""
+    return worker._stop_requested
+
+
+def time_limit(worker: SimpleWorker, seconds: int, job: Job) -> BaseDeathPenalty:
+    """RQ's job timeout (SIGALRM in a SimpleWorker) as a context manager; raises JobTimeoutException."""
+    return worker.death_penalty_class(seconds, JobTimeoutException, job_id=job.id)
+
+
+def job_timeout(job: Job) -> int:
+    return job.timeout or Queue.DEFAULT_TIMEOUT
+
+
+def expire_started(connection: Redis, registry: StartedJobRegistry, entries: list[str]) -> None:
+    """Hand started-registry ``job_id:execution_id`` entries to RQ's own abandoned-job clean-up now.
+
+    Their score (expiry time) is set to 0, so ``cleanup(timestamp=1)`` handles exactly these entries:
+    re-enqueued if the job has retries left, failed with AbandonedJobError otherwise.
+    """
+    connection.zadd(registry.key, dict.fromkeys(entries, 0), xx=True)
+    registry.cleanup(timestamp=1)
+
+
+def fail_orphan(connection: Redis, registry: StartedJobRegistry, job: Job, entry: str, reason: str) -> None:
+    """Fail a job of the started registry whose worker is gone, with ``reason``, as RQ's clean-up fails one
+    without retries (status, failed registry, results stream), and drop its registry ``entry``."""
+    with connection.pipeline() as pipe:
+        job.set_status(JobStatus.FAILED, pipeline=pipe)
+        job._handle_failure(reason, pipe, worker_name="")
+        pipe.zrem(registry.key, entry)
+        pipe.execute()
+
+
+@dataclass(frozen=True)
+class Member:
+    """An RQ member relied on here, and the parameters of it that are used."""
+
+    owner: type
+    name: str
+    params: tuple[str, ...] = ()
+
+    def problem(self) -> str | None:
+        """Why the installed RQ does not offer this member as used, or None when it does."""
+        where = f"{self.owner.__module__}.{self.owner.__qualname__}.{self.name}"
+        found = inspect.getattr_static(self.owner, self.name, None)
+        if found is None:
+            return f"{where} is gone"
+        if not self.params:
+            return None
+        func = found.fget if isinstance(found, property) else getattr(self.owner, self.name)
+        try:
+            have = inspect.signature(func).parameters
+        except (TypeError, ValueError):
+            return f"{where} has no readable signature"
+        missing = [p for p in self.params if p not in have]
+        return f"{where} lacks parameters {missing} (has {list(have)})" if missing else None
+
+
+#: Every RQ member used above (and by :class:`RerankJob`, :mod:`rerank_worker.worker`) beyond RQ's documented API.
+SURFACE: tuple[Member, ...] = (
+    Member(SimpleWorker, "execute_job", ("job", "queue")),
+    Member(SimpleWorker, "request_stop", ("signum", "frame")),
+    Member(SimpleWorker, "get_heartbeat_ttl", ("job",)),
+    Member(SimpleWorker, "set_state", ("state", "pipeline")),
+    Member(SimpleWorker, "set_current_job_id", ("job_id", "pipeline")),
+    Member(SimpleWorker, "set_current_job_working_time", ("current_job_working_time", "pipeline")),
+    Member(SimpleWorker, "heartbeat", ("timeout", "pipeline")),
+    Member(SimpleWorker, "maintain_heartbeats", ("job",)),
+    Member(SimpleWorker, "increment_successful_job_count", ("pipeline",)),
+    Member(SimpleWorker, "increment_total_working_time", ("job_execution_time", "pipeline")),
+    Member(SimpleWorker, "cleanup_execution", ("job", "pipeline")),
+    Member(SimpleWorker, "handle_exception", ("job",)),
+    Member(SimpleWorker, "handle_job_failure", ("job", "queue", "started_job_registry", "exc_string")),
+    Member(SimpleWorker, "death_penalty_class"),
+    Member(SimpleWorker, "default_result_ttl"),
+    Member(Execution, "create", ("job", "ttl", "pipeline", "worker_name")),
+    Member(Job, "heartbeat", ("timestamp", "ttl", "pipeline")),
+    Member(Job, "prepare_for_execution", ("worker_name", "pipeline")),
+    Member(Job, "get_result_ttl", ("default_ttl",)),
+    Member(Job, "_handle_success", ("result_ttl", "pipeline", "worker_name", "execution_id")),
+    Member(Job, "_handle_success", ("execution_started_at", "execution_ended_at")),
+    Member(Job, "cleanup", ("ttl", "pipeline", "remove_from_queue")),
+    Member(Job, "_handle_failure", ("exc_string", "pipeline", "worker_name")),
+    Member(Job, "dependents_key"),
+    Member(Job, "repeats_left"),
+    Member(Job, "success_callback"),
+    Member(Job, "failure_callback"),
+    Member(Job, "stopped_callback"),
+    Member(Job, "send_webhooks", ("status", "exc_string")),
+    Member(Queue, "enqueue_dependents", ("job",)),
+    Member(Queue, "DEFAULT_TIMEOUT"),
+    Member(StartedJobRegistry, "cleanup", ("timestamp",)),
+    Member(StartedJobRegistry, "get_job_and_execution_ids", ("cleanup",)),
+)
+
+#: Instance attributes RQ sets in ``__init__`` or ``restore`` and the code above reads or writes.
+INSTANCE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
+    SimpleWorker: ("execution", "_stop_requested", "_stopped_job_id"),
+    Job: (
+        "_result",
+        "_status",
+        "_success_callback_name",
+        "_failure_callback_name",
+        "_stopped_callback_name",
+        "webhooks",
+    ),
+}
