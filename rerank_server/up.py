@@ -18,10 +18,9 @@ import time
 from urllib.parse import urlparse
 
 import httpx
-from pydantic import SecretStr
 
 from rerank_contract.redis_conn import is_reachable
-from rerank_contract.settings import Settings
+from rerank_contract.settings import Settings, settings_env
 
 log = logging.getLogger("rerank_server.up")
 
@@ -70,13 +69,7 @@ def start_private_redis(url: str) -> subprocess.Popen[bytes]:
 
 def child_env(settings: Settings) -> dict[str, str]:
     """This process's environment plus every setting as ``RERANK_*``, so the children agree with it."""
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if isinstance(value, SecretStr):  # str() would hand the children its mask, not the secret
-            value = value.get_secret_value()
-        if value is not None:
-            env[f"RERANK_{name.upper()}"] = str(value)
-    return env
+    return {**os.environ, **settings_env(settings, only_set=False)}
 
 
 def stop(proc: subprocess.Popen[bytes], name: str, timeout: float = 15) -> None:

@@ -74,3 +74,34 @@ class Settings(BaseSettings):
         if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
             raise ValueError("heartbeat_ttl_s must be longer than heartbeat_interval_s")
         return self
+
+
+def settings_env(settings: Settings, *, only_set: bool) -> dict[str, str]:
+    """``settings`` as the ``RERANK_*`` variables that :class:`Settings` reads back to the same values.
+
+    The one conversion for child processes (``up``), LaunchAgents and unit files. Secrets are written
+    in clear, never as their mask: whoever starts a process with these needs the real key (the file or
+    environment that holds them must be private). An unset (``None``) field is left out; booleans
+    are ``true``/``false``; everything else, Literal choices included, is ``str(value)``.
+
+    ``only_set``: only the fields that were given (flags, environment, ``.env``), so that a service
+    installed today keeps following the code's defaults; otherwise every field.
+    """
+    prefix = type(settings).model_config.get("env_prefix", "")
+    names = settings.model_fields_set if only_set else type(settings).model_fields
+    env = {}
+    for name in sorted(names):
+        value = getattr(settings, name)
+        if value is not None:
+            env[f"{prefix}{name}".upper()] = _env_value(name, value)
+    return env
+
+
+def _env_value(name: str, value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()  # str() would give "**********"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise TypeError(f"setting {name} has a {type(value).__name__}, which has no environment form")

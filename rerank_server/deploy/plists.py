@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from rerank_contract.settings import Settings
+from rerank_contract.settings import Settings, settings_env
 
 LABEL_PREFIX = "com.rerank-server."
 #: Load order; unload in reverse.
@@ -54,15 +54,6 @@ class Layout:
 
     def plist_path(self, service: str) -> Path:
         return self.agents_dir / f"{label(service)}.plist"
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings that were given (flags, environment, ``.env``) as ``RERANK_*`` variables.
-
-    Defaults are left out so that the service keeps following the code's defaults.
-    """
-    values = settings.model_dump(include=settings.model_fields_set)
-    return {f"RERANK_{name.upper()}": str(value) for name, value in sorted(values.items()) if value is not None}
 
 
 def service_plist(
@@ -117,7 +108,7 @@ def build(
     env = {
         "PATH": f"{Path(python).parent}:{SYSTEM_PATH}",
         "PYTHONUNBUFFERED": "1",  # log lines reach the files as they happen
-        **settings_env(settings),
+        **settings_env(settings, only_set=True),  # given ones only: defaults stay with the code
         **extra_env,
     }
     plists = {
