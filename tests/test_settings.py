@@ -88,3 +88,18 @@ def test_up_children_get_the_real_key_even_over_a_stale_one(monkeypatch: pytest.
     env = child_env(Settings(api_key="fresh-key"))
     assert env["RERANK_API_KEY"] == "fresh-key"
     assert "*" not in env["RERANK_API_KEY"]
+
+
+def test_every_setting_default_is_in_defaults_with_a_reason() -> None:
+    """rerank_contract/defaults.py is the one place for defaults: each field's default is defaults.<FIELD>."""
+    from pathlib import Path
+
+    from rerank_contract import defaults
+
+    source = Path(defaults.__file__).read_text().splitlines()
+    for name, field in Settings.model_fields.items():
+        constant = name.upper()
+        assert hasattr(defaults, constant), f"defaults.{constant} is missing"
+        assert field.default == getattr(defaults, constant), name
+        line = next(i for i, text in enumerate(source) if text.startswith(f"{constant} ="))
+        assert source[line - 1].startswith("#: "), f"defaults.{constant} has no comment saying why"

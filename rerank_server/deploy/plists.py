@@ -12,15 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from rerank_contract.defaults import THROTTLE_INTERVAL_S, WORKER_EXIT_TIMEOUT_S
 from rerank_contract.settings import Settings, settings_env
 
 LABEL_PREFIX = "com.rerank-server."
 #: Load order; unload in reverse.
 SERVICES = ("redis", "worker", "api")
-#: launchd waits this long before restarting a service that exited (its default is also 10 s).
-THROTTLE_INTERVAL_S = 10
-#: SIGTERM lets the worker finish the job in hand; launchd sends SIGKILL after this many seconds.
-WORKER_EXIT_TIMEOUT_S = 90
 #: launchd starts agents with a bare PATH; Homebrew's prefixes come first on Apple Silicon and Intel.
 SYSTEM_PATH = "/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
