@@ -86,7 +86,6 @@ def stop(proc: subprocess.Popen[bytes], name: str, timeout: float = defaults.API
 
 
 def run(settings: Settings) -> int:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     redis_proc = None
     if is_reachable(settings.redis_url):
         log.info("using Redis at %s", settings.redis_url)

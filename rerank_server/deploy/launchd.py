@@ -198,15 +198,13 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    """``settings``: the environment's, with the flags given to ``install`` (``rerank-server``'s main built it)."""
     layout = Layout(Path.home())
     try:
         if args.action == "install":
-            given = {
-                name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None
-            }
             return install(
-                Settings(**given),
+                settings,
                 layout=layout,
                 workdir=args.workdir.resolve(),
                 extra_env=_parse_env(args.env),
