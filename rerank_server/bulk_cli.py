@@ -15,6 +15,7 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
+from rerank_contract import defaults
 from rerank_contract.bulk_jobs import JobState
 from rerank_contract.jobs import BulkItem, ScoreMode
 from rerank_server.client import HttpClient, QueueClient
@@ -65,7 +66,7 @@ def run(
     *,
     items_per_job: int,
     score_mode: ScoreMode,
-    poll_s: float = 0.5,
+    poll_s: float = defaults.BULK_POLL_S,
 ) -> int:
     """Submit, follow and collect; returns the exit code (0 when every job finished)."""
     try:

@@ -7,48 +7,47 @@ The CLI only parses arguments into :class:`Settings` and hands over; every optio
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from rerank_contract import defaults
 from rerank_contract.settings import Settings
+from rerank_server.logs import configure_logging
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "func") and v is not None}
-    return Settings(**overrides)
+    """The environment's settings, overridden by the flags that were given."""
+    return Settings(**{k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None})
 
 
-def _worker(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from rerank_worker.main import run  # imports torch: only here
 
     return run(settings)
 
 
-def _api(args: argparse.Namespace) -> int:
+def _api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from rerank_api.app import create_app
 
-    settings = _settings(args)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
     return 0
 
 
-def _up(args: argparse.Namespace) -> int:
+def _up(args: argparse.Namespace, settings: Settings) -> int:
     from rerank_server.up import run
 
-    return run(_settings(args))
+    return run(settings)
 
 
-def _bulk(args: argparse.Namespace) -> int:
+def _bulk(args: argparse.Namespace, settings: Settings) -> int:
     from rerank_contract.jobs import ScoreMode
     from rerank_server import bulk_cli
     from rerank_server.client import HttpClient, QueueClient
 
-    settings = Settings(**{k: v for k, v in {"redis_url": args.redis_url}.items() if v is not None})
     if args.via == "redis":
         client: HttpClient | QueueClient = QueueClient(settings=settings)
     else:
@@ -104,7 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     bulk.add_argument("--url", help="API base URL (default http://RERANK_HOST:RERANK_PORT)")
     bulk.add_argument("--redis-url", dest="redis_url", help="with --via redis; env RERANK_REDIS_URL")
     bulk.add_argument("--api-key", dest="api_key", help="sent as Authorization: Bearer <key>")
-    bulk.add_argument("--items-per-job", dest="items_per_job", type=int, default=1000, help="default 1000")
+    bulk.add_argument(
+        "--items-per-job",
+        dest="items_per_job",
+        type=int,
+        default=defaults.BULK_ITEMS_PER_JOB,
+        help=f"default {defaults.BULK_ITEMS_PER_JOB}",
+    )
     bulk.add_argument("--raw-scores", dest="raw_scores", action="store_true", help="raw logits, not activated scores")
     bulk.set_defaults(func=_bulk)
 
@@ -114,9 +119,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def invalid_settings(error: ValidationError) -> str:
+    """One line naming each invalid setting as its variable; values of secrets and URLs are not shown."""
+    problems = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        if not field:  # a check across fields
+            problems.append(item["msg"].removeprefix("Value error, "))
+            continue
+        shown = "" if field in ("api_key", "redis_url") else f"={item['input']}"
+        problems.append(f"RERANK_{field.upper()}{shown}: {item['msg']}")
+    return "invalid settings: " + "; ".join(problems)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        print(f"rerank-server {args.command}: {invalid_settings(exc)}", file=sys.stderr)
+        return defaults.EXIT_USAGE
+    configure_logging(settings.log_level)
+    return args.func(args, settings)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from rerank_contract import defaults
 from rerank_contract.bulk_jobs import BulkJobs, JobState
 from rerank_contract.jobs import BulkItem, BulkPayload, Progress, ScoredIndex, ScoreMode
 from rerank_contract.redis_conn import connect
@@ -57,7 +58,7 @@ class _BulkClient(ABC):
         self,
         job_id: str,
         *,
-        poll_s: float = 0.5,
+        poll_s: float = defaults.BULK_POLL_S,
         timeout_s: float | None = None,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> JobState:
@@ -79,7 +80,9 @@ class _BulkClient(ABC):
 class HttpClient(_BulkClient):
     """The HTTP API: ``/v1/rerank`` and ``/v1/jobs``."""
 
-    def __init__(self, base_url: str, *, api_key: str | None = None, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str, *, api_key: str | None = None, timeout_s: float = defaults.CLIENT_TIMEOUT_S
+    ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout_s)
 

@@ -18,15 +18,14 @@ import time
 from urllib.parse import urlparse
 
 import httpx
-from pydantic import SecretStr
 
+from rerank_contract import defaults
 from rerank_contract.redis_conn import is_reachable
-from rerank_contract.settings import Settings
+from rerank_contract.settings import Settings, settings_env
 
 log = logging.getLogger("rerank_server.up")
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-EXIT_STARTUP_FAILED = 3
 
 
 def find_redis_server() -> str | None:
@@ -59,7 +58,7 @@ def start_private_redis(url: str) -> subprocess.Popen[bytes]:
         args += ["--requirepass", parsed.password]
     log.info("no Redis at %s: starting a private one (%s)", url, binary)
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + defaults.PRIVATE_REDIS_START_S
     while not is_reachable(url, timeout=0.5):
         if proc.poll() is not None or time.monotonic() > deadline:
             stop(proc, "redis")
@@ -70,16 +69,10 @@ def start_private_redis(url: str) -> subprocess.Popen[bytes]:
 
 def child_env(settings: Settings) -> dict[str, str]:
     """This process's environment plus every setting as ``RERANK_*``, so the children agree with it."""
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if isinstance(value, SecretStr):  # str() would hand the children its mask, not the secret
-            value = value.get_secret_value()
-        if value is not None:
-            env[f"RERANK_{name.upper()}"] = str(value)
-    return env
+    return {**os.environ, **settings_env(settings, only_set=False)}
 
 
-def stop(proc: subprocess.Popen[bytes], name: str, timeout: float = 15) -> None:
+def stop(proc: subprocess.Popen[bytes], name: str, timeout: float = defaults.API_EXIT_TIMEOUT_S) -> None:
     """SIGTERM once (a worker finishes its job), then SIGKILL after ``timeout`` seconds."""
     if proc.poll() is not None:
         return
@@ -93,7 +86,6 @@ def stop(proc: subprocess.Popen[bytes], name: str, timeout: float = 15) -> None:
 
 
 def run(settings: Settings) -> int:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     redis_proc = None
     if is_reachable(settings.redis_url):
         log.info("using Redis at %s", settings.redis_url)
@@ -102,7 +94,7 @@ def run(settings: Settings) -> int:
             redis_proc = start_private_redis(settings.redis_url)
         except RuntimeError as exc:
             log.error("%s", exc)
-            return EXIT_STARTUP_FAILED
+            return defaults.EXIT_STARTUP_FAILED
 
     stopping = False
 
@@ -137,7 +129,7 @@ def run(settings: Settings) -> int:
             time.sleep(0.2)
     finally:
         stop(children["api"], "api")
-        stop(children["worker"], "worker", timeout=60)
+        stop(children["worker"], "worker", timeout=defaults.WORKER_EXIT_TIMEOUT_S)
         if redis_proc is not None:
             stop(redis_proc, "redis")
         log.info("stopped")

@@ -152,3 +152,19 @@ def test_constraints_pin_every_runtime_dependency() -> None:
                 if brought.marker and brought.marker.evaluate({"extra": extra}):
                     assert canonicalize_name(brought.name) in pins, f"{brought.name} ({name}[{extra}]) is not pinned"
     assert pins["torch"] == "2.13.0"
+
+
+def test_rq_is_one_minor_version_wherever_it_is_installed() -> None:
+    """The worker subclasses RQ's internals: pyproject, the images, the client example and the README agree."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    root = COMPOSE.parent
+    dependencies = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    (rq,) = [Requirement(text) for text in dependencies if Requirement(text).name == "rq"]
+    assert str(rq.specifier) in ("<2.13,>=2.12", ">=2.12,<2.13")
+    pinned = re.findall(r"\brq==([\d.]+)", (COMPOSE / "constraints.txt").read_text())
+    pinned += re.findall(r"\brq==([\d.]+)", (COMPOSE / "client.example.yaml").read_text())
+    assert len(pinned) == 2 and all(rq.specifier.contains(version) for version in pinned), pinned
+    assert re.findall(r'"rq([<>=!~][^"]*)"', (root / "README.md").read_text()) == [">=2.12,<2.13"]

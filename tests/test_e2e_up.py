@@ -21,7 +21,8 @@ def _port_open(port: int) -> bool:
 
 def test_up_starts_private_redis_serves_and_stops_cleanly(model_dir, tmp_path) -> None:
     api_port, redis_port = free_port(), free_port()
-    env = service_env(f"redis://127.0.0.1:{redis_port}/0", model_dir, PORT=str(api_port))
+    key = "k3y-given-to-up"  # the children must get the key itself, not its mask
+    env = service_env(f"redis://127.0.0.1:{redis_port}/0", model_dir, PORT=str(api_port), API_KEY=key)
     log = (tmp_path / "up.log").open("wb")
     proc = subprocess.Popen([*CLI, "up"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{api_port}"
@@ -30,7 +31,10 @@ def test_up_starts_private_redis_serves_and_stops_cleanly(model_dir, tmp_path) -
         wait_until(lambda: "is up at" in (tmp_path / "up.log").read_text(), 90, "rerank-server up to announce")
         assert httpx.get(f"{url}/health").json()["status"] == "ok"
         assert _port_open(redis_port)
-        response = httpx.post(f"{url}/v1/rerank", json={"query": SEED_QUERY, "candidates": SEED_CANDIDATES})
+        body = {"query": SEED_QUERY, "candidates": SEED_CANDIDATES}
+        wrong = httpx.post(f"{url}/v1/rerank", json=body, headers={"Authorization": "Bearer **********"})
+        assert wrong.status_code == 401
+        response = httpx.post(f"{url}/v1/rerank", json=body, headers={"Authorization": f"Bearer {key}"})
         assert response.status_code == 200
         assert [r["index"] for r in response.json()["results"]][-1] == 1
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends

@@ -79,6 +79,31 @@ def test_plists_hold_this_machines_paths_settings_and_supervision(tmp_path) -> N
     assert parsed["redis"]["KeepAlive"] is True
 
 
+def test_install_writes_the_real_api_key_not_its_mask(fake, tmp_path) -> None:
+    """RERANK_API_KEY set when installing reaches both agents as itself (str() of a SecretStr is asterisks)."""
+    home = tmp_path / "home"
+    env = fake.env(home, RERANK_API_KEY="k3y-from-the-environment")
+    result = launchd(env, "install", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for name in ("worker", "api"):
+        written = agent(home, name)["EnvironmentVariables"]
+        assert written["RERANK_API_KEY"] == "k3y-from-the-environment", name
+    assert "*****" not in (home / "Library" / "LaunchAgents" / f"{LABELS['api']}.plist").read_text()
+
+
+def test_plists_write_settings_as_settings_reads_them_back(tmp_path) -> None:
+    """Every kind of value (secret, bool, Literal, None) survives the trip through EnvironmentVariables."""
+    given = Settings(api_key="s3cret", warmup=False, dtype="float16", log_level="DEBUG", max_length=None)
+    built = plists.build(
+        given, python="/venv/bin/python", workdir=tmp_path, layout=plists.Layout(tmp_path), extra_env={}
+    )
+    env = built["api"]["EnvironmentVariables"]
+    assert (env["RERANK_API_KEY"], env["RERANK_WARMUP"], env["RERANK_DTYPE"]) == ("s3cret", "false", "float16")
+    assert "RERANK_MAX_LENGTH" not in env  # unset: the model's own
+    read_back = Settings(**{k.removeprefix("RERANK_").lower(): v for k, v in env.items() if k.startswith("RERANK_")})
+    assert read_back == given
+
+
 def test_redis_conf_is_loopback_only_and_keeps_the_password_off_the_command_line() -> None:
     conf = plists.redis_conf("redis://:s3cret@127.0.0.1:6390/0")
     assert conf.splitlines() == ["bind 127.0.0.1", "port 6390", 'save ""', "appendonly no", "requirepass s3cret"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from rerank_contract.settings import DEFAULT_MODEL, Settings
+from rerank_contract.settings import DEFAULT_MODEL, Settings, settings_env
 
 
 @pytest.fixture(autouse=True)
@@ -61,3 +61,45 @@ def test_api_key_is_secret_and_reaches_up_children_intact() -> None:
     assert "s3cret-key" not in repr(s)
     assert child_env(s)["RERANK_API_KEY"] == "s3cret-key"
     assert "RERANK_API_KEY" not in child_env(Settings())
+
+
+def test_settings_env_reads_back_to_the_same_settings() -> None:
+    """The one settings-to-environment conversion: secrets in clear, bools as true/false, None left out."""
+    given = Settings(api_key="s3cret-key", warmup=False, dtype="bfloat16", log_level="WARNING", port=9001)
+    env = settings_env(given, only_set=False)
+    assert env["RERANK_API_KEY"] == "s3cret-key"
+    assert (env["RERANK_WARMUP"], env["RERANK_DTYPE"], env["RERANK_PORT"]) == ("false", "bfloat16", "9001")
+    assert "RERANK_MAX_LENGTH" not in env
+    assert set(env) == {f"RERANK_{name.upper()}" for name in Settings.model_fields} - {"RERANK_MAX_LENGTH"}
+    assert Settings(**{k.removeprefix("RERANK_").lower(): v for k, v in env.items()}) == given
+    assert settings_env(given, only_set=True) == {
+        "RERANK_API_KEY": "s3cret-key",
+        "RERANK_DTYPE": "bfloat16",
+        "RERANK_LOG_LEVEL": "WARNING",
+        "RERANK_PORT": "9001",
+        "RERANK_WARMUP": "false",
+    }
+
+
+def test_up_children_get_the_real_key_even_over_a_stale_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rerank_server.up import child_env
+
+    monkeypatch.setenv("RERANK_API_KEY", "stale")
+    env = child_env(Settings(api_key="fresh-key"))
+    assert env["RERANK_API_KEY"] == "fresh-key"
+    assert "*" not in env["RERANK_API_KEY"]
+
+
+def test_every_setting_default_is_in_defaults_with_a_reason() -> None:
+    """rerank_contract/defaults.py is the one place for defaults: each field's default is defaults.<FIELD>."""
+    from pathlib import Path
+
+    from rerank_contract import defaults
+
+    source = Path(defaults.__file__).read_text().splitlines()
+    for name, field in Settings.model_fields.items():
+        constant = name.upper()
+        assert hasattr(defaults, constant), f"defaults.{constant} is missing"
+        assert field.default == getattr(defaults, constant), name
+        line = next(i for i, text in enumerate(source) if text.startswith(f"{constant} ="))
+        assert source[line - 1].startswith("#: "), f"defaults.{constant} has no comment saying why"

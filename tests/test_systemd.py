@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rerank_contract import defaults
 from tests.conftest import Service, free_port, wait_until
 
 UNITS = Path(__file__).parent.parent / "systemd"
@@ -63,7 +64,8 @@ def test_worker_unit_keeps_the_gpu_and_a_writable_model_cache() -> None:
     assert "PrivateDevices" not in service  # /dev/nvidia* must stay visible
     assert service["CacheDirectory"] == "rerank-server"
     assert service["Environment"] == "HF_HOME=/var/cache/rerank-server/huggingface"
-    assert int(service["TimeoutStopSec"]) >= 60  # room to finish the job in hand after SIGTERM
+    # Room to finish the job in hand after SIGTERM: the same as launchd's ExitTimeOut and up's wait.
+    assert int(service["TimeoutStopSec"]) == defaults.WORKER_EXIT_TIMEOUT_S
     assert unit("rerank-api.service")["Service"]["PrivateDevices"] == "yes"
 
 

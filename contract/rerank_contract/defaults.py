@@ -1,14 +1,129 @@
-"""Every constant default of the service in one place, each with its reason.
+"""Every built-in default of rerank-server, each with the reason for its value (as in RQ's ``rq/defaults.py``).
 
-Settings (``rerank_contract.settings``) hold what a user tunes; these are the fixed choices below them.
+The first part are the defaults of the ``RERANK_*`` settings: :class:`rerank_contract.settings.Settings`
+takes its field defaults from here, and README.md's settings table shows them. The second part are
+fixed values that are not settings: timings, timeouts and exit codes used by the API, the worker and
+the ``rerank-server`` commands. This module imports nothing, so every floor can use it.
 """
 
-#: Job ids taken from the sync queue per round trip while a batch is collected: few round trips, little overshoot.
-POP_GROUP = 16
-#: How long one worker call keeps feeding the model before RQ's own loop runs its upkeep (maintenance, heartbeats).
-PIPELINE_S = 5.0
-#: RQ's worker TTL; its blocking dequeue waits ``WORKER_TTL_S - 15`` seconds per call.
+from __future__ import annotations
+
+# --- defaults of the RERANK_* settings ---------------------------------------------------------
+
+#: What a local redis-server answers with no configuration: its own port on this machine, database 0.
+REDIS_URL = "redis://127.0.0.1:6379/0"
+#: A service's usual level: what it does at start and stop, and everything that goes wrong.
+LOG_LEVEL = "INFO"
+#: Multilingual, Apache-2.0 licensed, and small enough (568M parameters) to run on a laptop's MPS.
+MODEL = "BAAI/bge-reranker-v2-m3"
+#: The same settings then work on a Mac (mps), a GPU machine (cuda) and anywhere else (cpu).
+DEVICE = "auto"
+#: float16 on GPUs (half the memory; scores within 3e-4 of float32, bench/README.md); CPUs are slow at it.
+DTYPE = "auto"
+#: sentence-transformers' own default for CrossEncoder.predict; CPU throughput is flat from 16 to 64.
+BATCH_SIZE = 32
+#: A GPU's best batch in bench/README.md; waiting jobs past it are scored in the next model call.
+MAX_BATCH_PAIRS = 512
+#: None: the model's own limit, so nothing the model could read is cut off.
+MAX_LENGTH = None
+#: A sync request waits at most one chunk behind a bulk job: about 0.1 s on a GPU, 1.7 s on a 2-core CPU.
+BULK_CHUNK_PAIRS = 256
+#: Otherwise the first request pays for the device's kernel set-up and lazy loading.
+WARMUP = True
+#: The real model; ``fake`` exists so the worker's plumbing can be tested and shown without torch or weights.
+SCORER = "cross-encoder"
+#: Frequent enough that a dead worker is noticed within HEARTBEAT_TTL_S; one small Redis write each.
+HEARTBEAT_INTERVAL_S = 1.0
+#: Three intervals: a live worker may miss two beats (a long GC pause, a slow Redis) before it counts as dead.
+HEARTBEAT_TTL_S = 3.0
+#: This machine only, until the user chooses to expose the API (which has no key by default).
+HOST = "127.0.0.1"
+#: The usual unprivileged HTTP port: no root needed.
+PORT = 8080
+#: A 1000-candidate request takes about 7 s on a 2-core CPU (150 pairs/s); 30 s leaves room for a queue.
+REQUEST_TIMEOUT_S = 30.0
+#: Cohere's recommended maximum of documents per rerank request, so clients written for it fit.
+MAX_CANDIDATES = 1000
+#: MAX_CANDIDATES texts of 2000 characters each; a bound on what one request can make a worker score.
+MAX_REQUEST_CHARS = 2_000_000
+#: Far past the default model's 8192-token limit (about 30,000 characters): the rest would be cut off anyway.
+MAX_TEXT_CHARS = 100_000
+#: Room for the largest allowed request as JSON (up to 6 bytes per \\u-escaped character); bounds memory.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+#: Past this many waiting requests one API process answers 429 at once instead of queueing seconds of backlog.
+MAX_INFLIGHT = 512
+#: Past this many queued sync jobs (seconds of work for a few workers) new ones get 429 with Retry-After.
+MAX_QUEUE_DEPTH = 2048
+#: The API reads a result as soon as it is there; a minute covers a slow reader and keeps Redis small.
+RESULT_TTL_S = 60
+#: Minutes on a GPU (2,000 pairs/s), about two hours on a 2-core CPU; larger work is split into jobs.
+BULK_MAX_PAIRS = 1_000_000
+#: A week: a nightly or weekly pipeline can still fetch its results after a weekend.
+BULK_RESULT_TTL_S = 7 * 86400
+#: A week, like results: there is time to look at what failed.
+BULK_FAILURE_TTL_S = 7 * 86400
+#: A day: BULK_MAX_PAIRS on a 2-core CPU takes about two hours, so this stops only a stuck job.
+BULK_JOB_TIMEOUT_S = 86400
+#: A worker killed mid-job (out of memory, a redeploy) costs a few tries; a job that always fails stops.
+BULK_RETRIES = 3
+#: None: no key, as the API listens on loopback only by default (HOST); set one before exposing it.
+API_KEY = None
+
+# --- Redis clients (rerank_contract.redis_conn) ------------------------------------------------
+
+#: redis-py waits forever by default; no command we send takes near 5 s on a live Redis.
+REDIS_SOCKET_TIMEOUT_S = 5.0
+#: A Redis that does not accept a connection in 2 s is down or unreachable, not slow.
+REDIS_CONNECT_TIMEOUT_S = 2.0
+#: One retry rides out a dropped connection; more would stretch a call far past its socket timeout.
+REDIS_RETRIES = 1
+#: The retry's backoff, first step and cap: short, so a retried call still ends near its timeout.
+REDIS_RETRY_BACKOFF_BASE_S = 0.05
+REDIS_RETRY_BACKOFF_CAP_S = 0.5
+#: An idle pooled connection is PINGed before use after this long, so a connection dropped by a proxy is replaced.
+REDIS_HEALTH_CHECK_INTERVAL_S = 30
+#: ``is_reachable``'s PING: answering at all within a second is what "reachable" means here.
+REDIS_PING_TIMEOUT_S = 1.0
+
+# --- API (rerank_api) --------------------------------------------------------------------------
+
+#: Longest single XREAD block; also how quickly a dead worker is noticed once its heartbeat expires.
+WAIT_SLICE_S = 0.5
+#: How often the monitor re-reads heartbeats and queue depths: /health and 429s lag by at most this.
+MONITOR_INTERVAL_S = 0.5
+
+# --- worker (rerank_worker) --------------------------------------------------------------------
+
+#: RQ's worker TTL: a worker that died without cleaning up leaves RQ's registry within a minute. RQ's
+#: blocking dequeue waits ``WORKER_TTL_S - 15`` seconds per call, so that connection's socket timeout is this.
 WORKER_TTL_S = 60
-#: A process that cannot start (model cannot load, Redis unreachable) exits with this, as uvicorn does,
-#: so supervisors can tell "cannot start" from "crashed".
+#: Job ids taken from the sync queue per round trip while a batch is collected.
+POP_GROUP = 16
+#: How long one ``execute_job`` keeps feeding the model before RQ's own loop runs its upkeep again.
+PIPELINE_S = 5.0
+
+# --- processes and their supervisors (rerank_server: up, launchd; systemd/ and compose/ agree) -----
+
+#: A process that cannot start (Redis unreachable, model not loadable) exits with this, distinct from a
+#: crash (1) and a bad command line or setting (2), so ``launchd status`` and ``systemctl status`` tell them apart.
 EXIT_STARTUP_FAILED = 3
+#: argparse's exit code for a bad command line; an invalid RERANK_* value is the same kind of mistake.
+EXIT_USAGE = 2
+#: launchd waits this long before restarting a service that exited (launchd's own default is also 10 s).
+THROTTLE_INTERVAL_S = 10
+#: SIGTERM lets the worker finish the job in hand; SIGKILL follows after this long. Also systemd's
+#: TimeoutStopSec and compose's stop_grace_period (1m30s).
+WORKER_EXIT_TIMEOUT_S = 90
+#: ``up`` stops the API with SIGTERM, then SIGKILL after this long: uvicorn's graceful stop is quick.
+API_EXIT_TIMEOUT_S = 15
+#: ``up`` gives the private redis-server it starts this long to answer PING.
+PRIVATE_REDIS_START_S = 10
+
+# --- clients (rerank_server.client, rerank-server bulk) ------------------------------------------
+
+#: Longer than REQUEST_TIMEOUT_S, so the server's own 504 arrives before the client gives up.
+CLIENT_TIMEOUT_S = 60.0
+#: How often a bulk job's state is polled while waiting for it: progress shows, Redis barely notices.
+BULK_POLL_S = 0.5
+#: Items per bulk job submitted by ``rerank-server bulk``: progress per job, and a failure costs one job.
+BULK_ITEMS_PER_JOB = 1000

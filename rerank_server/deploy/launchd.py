@@ -23,10 +23,11 @@ from pathlib import Path
 
 import httpx
 
+from rerank_contract import defaults
 from rerank_contract.settings import Settings
 from rerank_server.deploy import plists
 from rerank_server.deploy.plists import SERVICES, Layout, label
-from rerank_server.up import EXIT_STARTUP_FAILED, find_redis_server
+from rerank_server.up import find_redis_server
 
 
 class DeployError(RuntimeError):
@@ -110,7 +111,7 @@ def install(
     for name in reversed(documents):
         if launchctl.info(label(name)) is not None:
             out(f"{label(name)}: loaded, booting it out first")
-            launchctl.bootout(label(name), timeout_s=plists.WORKER_EXIT_TIMEOUT_S + 10)
+            launchctl.bootout(label(name), timeout_s=defaults.WORKER_EXIT_TIMEOUT_S + 10)
     if conf is not None:
         _write_private(layout.redis_conf, conf.encode())
     for name, document in documents.items():
@@ -127,7 +128,7 @@ def uninstall(*, layout: Layout, out: Callable[[str], None] = print) -> int:
     launchctl = Launchctl()
     for name in reversed(SERVICES):
         if launchctl.info(label(name)) is not None:
-            launchctl.bootout(label(name), timeout_s=plists.WORKER_EXIT_TIMEOUT_S + 10)
+            launchctl.bootout(label(name), timeout_s=defaults.WORKER_EXIT_TIMEOUT_S + 10)
             out(f"{label(name)}: booted out")
         path = layout.plist_path(name)
         if path.exists():
@@ -157,7 +158,7 @@ def status(*, layout: Layout, out: Callable[[str], None] = print) -> int:
             continue
         state, exit_code = info.get("state", "unknown"), info.get("last exit code", "(never exited)")
         line = f"{label(name)}: {state}, pid {info.get('pid', '-')}, last exit code {exit_code}"
-        if exit_code == str(EXIT_STARTUP_FAILED):
+        if exit_code == str(defaults.EXIT_STARTUP_FAILED):
             line += f" (cannot start: see {layout.logs_dir / (name + '.stderr.log')})"
         out(line)
         healthy = healthy and state == "running"
@@ -168,8 +169,8 @@ def status(*, layout: Layout, out: Callable[[str], None] = print) -> int:
 
 def _report_health(api_plist: Path, out: Callable[[str], None]) -> bool:
     env = plistlib.loads(api_plist.read_bytes())["EnvironmentVariables"]
-    host = env.get("RERANK_HOST", Settings.model_fields["host"].default)
-    port = env.get("RERANK_PORT", Settings.model_fields["port"].default)
+    host = env.get("RERANK_HOST", defaults.HOST)
+    port = env.get("RERANK_PORT", defaults.PORT)
     host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
     url = f"http://{host}:{port}/health"
     try:
@@ -197,15 +198,13 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    """``settings``: the environment's, with the flags given to ``install`` (``rerank-server``'s main built it)."""
     layout = Layout(Path.home())
     try:
         if args.action == "install":
-            given = {
-                name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None
-            }
             return install(
-                Settings(**given),
+                settings,
                 layout=layout,
                 workdir=args.workdir.resolve(),
                 extra_env=_parse_env(args.env),

@@ -12,15 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from rerank_contract.settings import Settings
+from rerank_contract.defaults import THROTTLE_INTERVAL_S, WORKER_EXIT_TIMEOUT_S
+from rerank_contract.settings import Settings, settings_env
 
 LABEL_PREFIX = "com.rerank-server."
 #: Load order; unload in reverse.
 SERVICES = ("redis", "worker", "api")
-#: launchd waits this long before restarting a service that exited (its default is also 10 s).
-THROTTLE_INTERVAL_S = 10
-#: SIGTERM lets the worker finish the job in hand; launchd sends SIGKILL after this many seconds.
-WORKER_EXIT_TIMEOUT_S = 90
 #: launchd starts agents with a bare PATH; Homebrew's prefixes come first on Apple Silicon and Intel.
 SYSTEM_PATH = "/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -54,15 +51,6 @@ class Layout:
 
     def plist_path(self, service: str) -> Path:
         return self.agents_dir / f"{label(service)}.plist"
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings that were given (flags, environment, ``.env``) as ``RERANK_*`` variables.
-
-    Defaults are left out so that the service keeps following the code's defaults.
-    """
-    values = settings.model_dump(include=settings.model_fields_set)
-    return {f"RERANK_{name.upper()}": str(value) for name, value in sorted(values.items()) if value is not None}
 
 
 def service_plist(
@@ -117,7 +105,7 @@ def build(
     env = {
         "PATH": f"{Path(python).parent}:{SYSTEM_PATH}",
         "PYTHONUNBUFFERED": "1",  # log lines reach the files as they happen
-        **settings_env(settings),
+        **settings_env(settings, only_set=True),  # given ones only: defaults stay with the code
         **extra_env,
     }
     plists = {
