@@ -1,10 +1,13 @@
-"""Build the FastAPI app. ``uvicorn rerank_api.app:app`` serves it with settings from the environment."""
+"""Build the FastAPI app: :func:`create_app` takes its settings; importing this module builds nothing.
+
+``uvicorn rerank_server:app`` serves one with settings from the environment (``rerank_server`` reads them
+and configures logging); ``rerank-server api`` does the same from its command line.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -38,9 +41,8 @@ def _async_redis(url: str) -> AsyncRedis:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The app for ``settings`` (default: read from the environment now)."""
-    settings = settings or Settings()
+def create_app(settings: Settings) -> FastAPI:
+    """The app for ``settings``; it configures no logging (the entry point does) and connects to Redis only on start."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,7 +71,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await async_redis.aclose()
             sync_redis.close()
 
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = FastAPI(
         title="rerank-server",
         version=__version__,
@@ -86,6 +87,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for protected in (*ROUTERS, bulk.router, metrics.router):
         app.include_router(protected, **protection(settings))
     return app
-
-
-app = create_app()
