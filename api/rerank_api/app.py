@@ -6,7 +6,6 @@ and configures logging); ``rerank-server api`` does the same from its command li
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -49,7 +48,6 @@ def create_app(settings: Settings) -> FastAPI:
         async_redis = _async_redis(settings.redis_url)
         sync_redis = connect(settings.redis_url)
         monitor = WorkerMonitor(async_redis, interval_s=MONITOR_INTERVAL_S)
-        await monitor.refresh()
         app.state.monitor = monitor
         app.state.dispatcher = Dispatcher(
             sync_redis,
@@ -61,13 +59,11 @@ def create_app(settings: Settings) -> FastAPI:
             max_queue_depth=settings.max_queue_depth,
         )
         app.state.bulk_jobs = BulkJobs.from_settings(sync_redis, settings)
-        task = asyncio.create_task(monitor.run(), name="worker-monitor")
+        await monitor.start()
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await monitor.stop()
             await async_redis.aclose()
             sync_redis.close()
 
