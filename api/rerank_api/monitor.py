@@ -46,12 +46,12 @@ class Snapshot:
         return frozenset(w.name for w in self.workers)
 
 
-def _why(exc: ValueError) -> str:
+def _why(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         errors = exc.errors(include_url=False)
         shown = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in errors[:3])
         return shown + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
-    return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 class WorkerMonitor:
@@ -115,7 +115,7 @@ class WorkerMonitor:
             name = member.decode(errors="backslashreplace")
             try:
                 workers.append(WorkerInfo.model_validate_json(record))
-            except ValueError as exc:  # ValidationError, and anything else the record makes the parser raise
+            except Exception as exc:  # ValidationError mostly: whatever a record makes the parser raise skips it alone
                 unreadable.append(name)
                 if name not in self._unreadable:
                     log.warning(
