@@ -1,10 +1,12 @@
-"""Build the FastAPI app. ``uvicorn rerank_api.app:app`` serves it with settings from the environment."""
+"""Build the FastAPI app: :func:`create_app` takes its settings; importing this module builds nothing.
+
+``uvicorn rerank_server:app`` serves one with settings from the environment (``rerank_server`` reads them
+and configures logging); ``rerank-server api`` does the same from its command line.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -14,18 +16,16 @@ from redis.retry import Retry
 
 from rerank_api import bulk, errors, metrics
 from rerank_api.auth import protection
-from rerank_api.dispatch import WAIT_SLICE_S, Dispatcher
+from rerank_api.dispatch import Dispatcher
 from rerank_api.formats import ROUTERS
 from rerank_api.limits import BodySizeLimit
 from rerank_api.monitor import WorkerMonitor
 from rerank_api.routes import router
 from rerank_contract import __version__
 from rerank_contract.bulk_jobs import BulkJobs
+from rerank_contract.defaults import MONITOR_INTERVAL_S, REDIS_CONNECT_TIMEOUT_S, WAIT_SLICE_S
 from rerank_contract.redis_conn import connect
 from rerank_contract.settings import Settings
-
-#: How often the monitor re-reads worker heartbeats and queue depths.
-MONITOR_INTERVAL_S = 0.5
 
 
 def _async_redis(url: str) -> AsyncRedis:
@@ -33,21 +33,19 @@ def _async_redis(url: str) -> AsyncRedis:
     return AsyncRedis.from_url(
         url,
         socket_timeout=WAIT_SLICE_S + 5,
-        socket_connect_timeout=2,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The app for ``settings`` (default: read from the environment now)."""
-    settings = settings or Settings()
+def create_app(settings: Settings) -> FastAPI:
+    """The app for ``settings``; it configures no logging (the entry point does) and connects to Redis only on start."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async_redis = _async_redis(settings.redis_url)
         sync_redis = connect(settings.redis_url)
         monitor = WorkerMonitor(async_redis, interval_s=MONITOR_INTERVAL_S)
-        await monitor.refresh()
         app.state.monitor = monitor
         app.state.dispatcher = Dispatcher(
             sync_redis,
@@ -59,17 +57,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_queue_depth=settings.max_queue_depth,
         )
         app.state.bulk_jobs = BulkJobs.from_settings(sync_redis, settings)
-        task = asyncio.create_task(monitor.run(), name="worker-monitor")
+        await monitor.start()
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await monitor.stop()
             await async_redis.aclose()
             sync_redis.close()
 
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = FastAPI(
         title="rerank-server",
         version=__version__,
@@ -86,6 +81,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for protected in (*ROUTERS, bulk.router, metrics.router):
         app.include_router(protected, **protection(settings))
     return app
-
-
-app = create_app()

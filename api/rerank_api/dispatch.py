@@ -25,6 +25,7 @@ from rq.results import Result
 
 from rerank_api.errors import ApiError, ErrorType
 from rerank_api.monitor import WorkerMonitor
+from rerank_contract.defaults import WAIT_SLICE_S
 from rerank_contract.jobs import (
     RERANK_JOB,
     SERIALIZER,
@@ -36,9 +37,6 @@ from rerank_contract.jobs import (
 )
 
 log = logging.getLogger(__name__)
-
-#: Longest single XREAD block; also how quickly a dead worker is noticed once its heartbeat expires.
-WAIT_SLICE_S = 0.5
 
 
 class Dispatcher:

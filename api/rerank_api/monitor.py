@@ -2,21 +2,33 @@
 
 Requests read :attr:`WorkerMonitor.snapshot` instead of asking Redis themselves, so "no worker"
 and "Redis down" cost nothing on the request path and are answered at once.
+
+The loop cannot die of what it reads: each worker record is validated on its own, and one that is
+not a :class:`WorkerInfo` this API can read (garbage, or a record of another version missing fields)
+is logged once and left out of the snapshot. Any other unexpected error is logged and the loop goes
+on with the last snapshot; :meth:`WorkerMonitor.age_s` tells ``/health`` how old that snapshot is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
-from rerank_contract.jobs import QUEUES, WORKERS_SET, WorkerInfo, worker_key
+from rerank_contract.jobs import QUEUES, WORKER_KEY_PREFIX, WORKERS_SET, WorkerInfo
 
 log = logging.getLogger(__name__)
+
+#: The loop's view is stale once it is this many intervals old (10 s at the API's 0.5 s): longer than
+#: a Redis call takes to time out, so a slow Redis reads as "unreachable", not as a stalled monitor.
+STALE_AFTER_INTERVALS = 20
 
 
 @dataclass(frozen=True)
@@ -26,35 +38,60 @@ class Snapshot:
     redis_error: str | None
     workers: tuple[WorkerInfo, ...] = ()
     queue_depth: dict[str, int] = field(default_factory=dict)
+    #: Names in :data:`WORKERS_SET` whose record this API cannot read (left out of ``workers``).
+    unreadable: tuple[str, ...] = ()
 
     @property
     def alive(self) -> frozenset[str]:
         return frozenset(w.name for w in self.workers)
 
 
+def _why(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        errors = exc.errors(include_url=False)
+        shown = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in errors[:3])
+        return shown + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
+    return f"{type(exc).__name__}: {exc}"
+
+
 class WorkerMonitor:
-    """Keeps :attr:`snapshot` fresh while :meth:`run` runs."""
+    """Keeps :attr:`snapshot` fresh while :meth:`run` runs (:meth:`start` starts it as a task)."""
 
     def __init__(self, redis: Redis, *, interval_s: float) -> None:
         self._redis = redis
-        self._interval_s = interval_s
+        self.interval_s = interval_s
+        #: ``age_s()`` past this: the loop has stalled.
+        self.stale_after_s = STALE_AFTER_INTERVALS * interval_s
         self.snapshot = Snapshot(redis_error="not checked yet")
+        #: ``time.monotonic()`` when the loop last finished a refresh (Redis read, or found unreachable).
+        self.refreshed_at: float | None = None
+        self._unreadable: set[str] = set()  # the records already logged as unreadable
+        self._failing: str | None = None  # the unexpected error already logged
+        self._task: asyncio.Task[None] | None = None
+
+    def age_s(self) -> float | None:
+        """Seconds since the loop last finished a refresh; None before the first."""
+        return None if self.refreshed_at is None else time.monotonic() - self.refreshed_at
 
     async def refresh(self) -> Snapshot:
+        """Read Redis now: the new :attr:`snapshot` (Redis errors become ``redis_error``, never raised)."""
         try:
-            names = sorted(n.decode() for n in await self._redis.smembers(WORKERS_SET))
-            records = await self._redis.mget([worker_key(n) for n in names]) if names else []
+            members = sorted(await self._redis.smembers(WORKERS_SET))
+            # Keys from the raw member bytes: a name that is not UTF-8 still finds its record.
+            records = await self._redis.mget([WORKER_KEY_PREFIX.encode() + m for m in members]) if members else []
             async with self._redis.pipeline(transaction=False) as pipe:
                 for queue in QUEUES:
                     pipe.llen(Queue.redis_queue_namespace_prefix + queue)
                 depths = await pipe.execute()
-            stale = [n for n, r in zip(names, records, strict=True) if r is None]
+            stale = [m for m, r in zip(members, records, strict=True) if r is None]
             if stale:
                 await self._redis.srem(WORKERS_SET, *stale)
+            workers, unreadable = self._read(members, records)
             snapshot = Snapshot(
                 redis_error=None,
-                workers=tuple(WorkerInfo.model_validate_json(r) for r in records if r is not None),
+                workers=workers,
                 queue_depth=dict(zip(QUEUES, depths, strict=True)),
+                unreadable=unreadable,
             )
         except (RedisError, OSError) as exc:
             if self.snapshot.redis_error is None:
@@ -66,7 +103,68 @@ class WorkerMonitor:
         self.snapshot = snapshot
         return snapshot
 
-    async def run(self) -> None:
-        while True:
+    def _read(
+        self, members: list[bytes], records: list[bytes | None]
+    ) -> tuple[tuple[WorkerInfo, ...], tuple[str, ...]]:
+        """The readable records as workers, and the names of the others (each logged once while it stays bad)."""
+        workers: list[WorkerInfo] = []
+        unreadable: list[str] = []
+        for member, record in zip(members, records, strict=True):
+            if record is None:
+                continue
+            name = member.decode(errors="backslashreplace")
+            try:
+                workers.append(WorkerInfo.model_validate_json(record))
+            except Exception as exc:  # ValidationError mostly: whatever a record makes the parser raise skips it alone
+                unreadable.append(name)
+                if name not in self._unreadable:
+                    log.warning(
+                        "ignoring worker record %s%s: not a worker record this API reads (garbage, or from "
+                        "another version of rerank-server): %s",
+                        WORKER_KEY_PREFIX,
+                        name,
+                        _why(exc),
+                    )
+        self._unreadable = set(unreadable)  # a record that turns bad again is logged again
+        return tuple(workers), tuple(unreadable)
+
+    async def refresh_or_last(self) -> Snapshot:
+        """:meth:`refresh`, or the last snapshot if it fails unexpectedly (logged, once per distinct error)."""
+        await self._refreshed()
+        return self.snapshot
+
+    async def _refreshed(self) -> bool:
+        try:
             await self.refresh()
-            await asyncio.sleep(self._interval_s)
+        except Exception as exc:
+            failing = f"{type(exc).__name__}: {exc}"
+            if failing != self._failing:
+                log.exception("worker monitor cannot refresh; keeping its last view and trying again")
+            self._failing = failing
+            return False
+        if self._failing is not None:
+            log.info("worker monitor refreshes again")
+            self._failing = None
+        return True
+
+    async def run(self) -> None:
+        """Refresh every ``interval_s`` until cancelled; nothing it reads or meets ends it."""
+        while True:
+            await self._tick()
+            await asyncio.sleep(self.interval_s)
+
+    async def _tick(self) -> None:
+        if await self._refreshed():
+            self.refreshed_at = time.monotonic()
+
+    async def start(self) -> None:
+        """One refresh now, then :meth:`run` in a task."""
+        await self._tick()
+        self._task = asyncio.create_task(self.run(), name="worker-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -5,41 +5,109 @@ The rerank endpoints are in :mod:`rerank_api.formats`.
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from rerank_api.deps import MonitorDep
-from rerank_api.schemas import HealthResponse
+from rerank_api.deps import MonitorDep, SettingsDep
+from rerank_api.monitor import Snapshot, WorkerMonitor
+from rerank_api.schemas import SERVING_STATUSES, HealthResponse
+from rerank_contract.jobs import WorkerInfo
 
 router = APIRouter(tags=["service"])
+
+#: A live worker's reaper is stale once its last sweep is this many heartbeat intervals old (the worker
+#: sweeps every interval and publishes the time on its next heartbeat). A worker that has not swept yet
+#: is given as long after its start.
+REAPER_STALE_INTERVALS = 5
 
 
 def _joined(values: set[str]) -> str | None:
     return ",".join(sorted(values)) or None
 
 
+def _reaper(workers: tuple[WorkerInfo, ...], stale_after_s: float, now: float) -> tuple[float | None, str | None]:
+    """The age of the newest sweep, and the problem when no live worker's reaper is fresh (None when one is)."""
+    swept = [w.reaper_swept_at for w in workers if w.reaper_swept_at is not None]
+    age = max(0.0, now - max(swept)) if swept else None
+    if not workers or any(
+        now - (w.started_at if w.reaper_swept_at is None else w.reaper_swept_at) <= stale_after_s for w in workers
+    ):
+        return age, None
+    last = "none has swept yet" if age is None else f"the newest sweep was {age:.0f} s ago"
+    return age, (
+        f"no live worker's reaper has swept in the last {stale_after_s:g} s ({last}): "
+        "jobs of dead workers are not handed back to the queue"
+    )
+
+
+def _monitor(monitor: WorkerMonitor) -> tuple[float | None, str | None]:
+    age = monitor.age_s()
+    if age is not None and age <= monitor.stale_after_s:
+        return age, None
+    ago = "never" if age is None else f"{age:.0f} s ago"
+    return age, (
+        f"this API process's worker monitor last refreshed {ago} (stale after {monitor.stale_after_s:g} s): "
+        "its no-worker (503) and queue-full (429) answers are out of date; restart the API"
+    )
+
+
+def _status(snapshot: Snapshot, monitor_problem: str | None, reaper_problem: str | None) -> str:
+    if snapshot.redis_error is not None:
+        return "redis_unavailable"
+    if not snapshot.workers:
+        return "no_worker"
+    if monitor_problem:
+        return "monitor_stale"
+    if reaper_problem:
+        return "degraded"
+    return "ok"
+
+
 @router.get(
     "/health",
     response_model=HealthResponse,
-    summary="Service health: live workers, their device and model, queue depth",
-    responses={503: {"model": HealthResponse, "description": "Redis unreachable or no worker alive."}},
+    summary="Service health: live workers, their device and model, queue depth, background loops",
+    responses={
+        503: {
+            "model": HealthResponse,
+            "description": "Redis unreachable, no worker alive, or this API's worker monitor stalled.",
+        }
+    },
 )
-async def health(monitor: MonitorDep):
-    """200 with ``status: ok`` when Redis answers and at least one worker is alive, else 503."""
-    snapshot = await monitor.refresh()
-    if snapshot.redis_error is not None:
-        status = "redis_unavailable"
-    elif not snapshot.workers:
-        status = "no_worker"
-    else:
-        status = "ok"
+async def health(monitor: MonitorDep, settings: SettingsDep):
+    """200 with ``status: ok`` when Redis answers, a worker is alive and the background loops are current;
+    200 with ``degraded`` when serving with ``problems`` (no live worker's reaper is sweeping); else 503."""
+    snapshot = await monitor.refresh_or_last()
+    monitor_age, monitor_problem = _monitor(monitor)
+    reaper_age, reaper_problem = _reaper(
+        snapshot.workers, REAPER_STALE_INTERVALS * settings.heartbeat_interval_s, time.time()
+    )
+    status = _status(snapshot, monitor_problem, reaper_problem)
+    problems = [
+        p
+        for p in (
+            snapshot.redis_error,
+            "no worker alive: start one with `rerank-server worker`"
+            if snapshot.redis_error is None and not snapshot.workers
+            else None,
+            monitor_problem,
+            reaper_problem,
+        )
+        if p
+    ]
     body = HealthResponse(
         status=status,
+        problems=problems,
         device=_joined({w.device for w in snapshot.workers}),
         model=_joined({w.model for w in snapshot.workers}),
         redis="unreachable" if snapshot.redis_error else "ok",
         workers_alive=len(snapshot.workers),
         queue_depth=snapshot.queue_depth,
+        monitor_age_s=None if monitor_age is None else round(monitor_age, 3),
+        reaper_age_s=None if reaper_age is None else round(reaper_age, 3),
+        unreadable_workers=list(snapshot.unreadable),
         workers=list(snapshot.workers),
     )
-    return JSONResponse(body.model_dump(mode="json"), status_code=200 if status == "ok" else 503)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if status in SERVING_STATUSES else 503)

@@ -9,14 +9,34 @@ from pydantic import BaseModel, Field
 
 from rerank_contract.jobs import WorkerInfo
 
+#: ``status`` values answered with HTTP 200; every other one is answered with 503 (same body).
+SERVING_STATUSES = frozenset({"ok", "degraded"})
+
 
 class HealthResponse(BaseModel):
     """The seed's ``status``/``device``/``model`` plus what an operator needs."""
 
-    status: Literal["ok", "no_worker", "redis_unavailable"]
+    status: Literal["ok", "degraded", "no_worker", "redis_unavailable", "monitor_stale"] = Field(
+        description="ok and degraded (serving, see `problems`) are HTTP 200; no_worker, redis_unavailable and "
+        "monitor_stale (this API process's view of the workers has stopped refreshing) are HTTP 503."
+    )
+    problems: list[str] = Field(
+        default_factory=list, description="What is wrong, one sentence each; empty when the status is ok."
+    )
     device: str | None = Field(description="Device of the live worker(s); several are comma-separated.")
     model: str | None = Field(description="Model of the live worker(s); several are comma-separated.")
     redis: Literal["ok", "unreachable"]
     workers_alive: int
     queue_depth: dict[str, int] = Field(description="Jobs waiting, per queue.")
+    monitor_age_s: float | None = Field(
+        description="Seconds since this API process's worker monitor last refreshed its view (every 0.5 s)."
+    )
+    reaper_age_s: float | None = Field(
+        description="Seconds since the newest reaper sweep a live worker reported; None before the first."
+    )
+    unreadable_workers: list[str] = Field(
+        default_factory=list,
+        description="Names in the worker set whose record this API cannot read (garbage, or another version's); "
+        "ignored, not counted as alive.",
+    )
     workers: list[WorkerInfo]

@@ -185,6 +185,7 @@ class WorkerInfo(BaseModel):
     model_loads: int = Field(description="How often this process loaded the model: 1 means it stayed resident.")
     jobs_done: int
     jobs_failed: int
+    # None in records of workers older than this field.
     reaper_swept_at: float | None = Field(
         None, description="Unix time of this worker's last successful reaper sweep; None before the first."
     )

@@ -1,0 +1,74 @@
+"""End to end: worker records the API cannot read do not stop its monitor (real redis-server, worker and API)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+from redis import Redis
+
+from rerank_contract.jobs import WORKERS_SET, worker_key
+from tests.conftest import SEED_CANDIDATES, SEED_QUERY, Stack, assert_error, wait_until
+from tests.test_e2e_service import assert_matches, expected
+
+pytestmark = pytest.mark.e2e
+
+#: The API's monitor refreshes every 0.5 s: this is several intervals.
+WATCH_S = 3.0
+
+GARBAGE = {
+    "garbage": b"{this is not json",
+    "older": json.dumps({"name": "older", "host": "h", "pid": 1}).encode(),  # another version's, fields missing
+    "binary": b"\xff\xfe\x00\x80",
+}
+
+
+def test_unreadable_worker_records_do_not_stop_the_monitor(
+    make_stack: Callable[..., Stack], cross_encoder, model_dir
+) -> None:
+    stack = make_stack()
+    stack.start_api()
+    stack.start_worker()
+    [worker] = stack.health()["workers"]
+    redis = Redis.from_url(stack.redis_url, socket_timeout=5)
+    for name, value in GARBAGE.items():
+        redis.set(worker_key(name), value)
+    redis.sadd(WORKERS_SET, *GARBAGE)
+
+    want = expected(cross_encoder, SEED_QUERY, SEED_CANDIDATES)
+    deadline = time.monotonic() + WATCH_S
+    while time.monotonic() < deadline:
+        response = stack.rerank(SEED_QUERY, SEED_CANDIDATES)
+        assert response.status_code == 200, response.text
+        assert_matches(response.json(), want)
+        health = httpx.get(f"{stack.url}/health", timeout=5)
+        assert health.status_code == 200, health.text
+        body = health.json()
+        assert body["workers_alive"] == 1
+        assert [w["name"] for w in body["workers"]] == [worker["name"]]
+        assert body["model"] == str(model_dir)
+        assert sorted(body["unreadable_workers"]) == sorted(GARBAGE)
+        assert body["monitor_age_s"] < 2
+        # Until the worker publishes reaper_swept_at, /health may also say its reaper is stale: nothing else.
+        assert body["status"] in ("ok", "degraded")
+        assert all("reaper" in p for p in body["problems"]), body["problems"]
+        time.sleep(0.25)
+
+    # The background loop still follows the workers: once the only real one is gone, a request is refused at
+    # once (the request path reads the monitor's view, never asks Redis itself).
+    stack.workers[0].stop()
+    wait_until(lambda: not redis.exists(worker_key(worker["name"])), 10, "the worker's record to go")
+    time.sleep(1.0)  # two monitor intervals
+    started = time.monotonic()
+    assert_error(stack.rerank(SEED_QUERY, SEED_CANDIDATES), 503, "no_worker")
+    assert time.monotonic() - started < 1
+    health = httpx.get(f"{stack.url}/health", timeout=5)
+    assert (health.status_code, health.json()["status"]) == (503, "no_worker")
+    assert sorted(health.json()["unreadable_workers"]) == sorted(GARBAGE)
+
+    log = stack.api.log()
+    for name in GARBAGE:  # logged once each, not once per refresh
+        assert log.count(f"ignoring worker record rerank:worker:{name}:") == 1, log[-3000:]
