@@ -12,7 +12,6 @@ on with the last snapshot; :meth:`WorkerMonitor.age_s` tells ``/health`` how old
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -68,6 +67,7 @@ class WorkerMonitor:
         self._unreadable: set[str] = set()  # the records already logged as unreadable
         self._failing: str | None = None  # the unexpected error already logged
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def age_s(self) -> float | None:
         """Seconds since the loop last finished a refresh; None before the first."""
@@ -149,7 +149,7 @@ class WorkerMonitor:
 
     async def run(self) -> None:
         """Refresh every ``interval_s`` until cancelled; nothing it reads or meets ends it."""
-        while True:
+        while not self._stopping:
             await self._tick()
             await asyncio.sleep(self.interval_s)
 
@@ -163,8 +163,9 @@ class WorkerMonitor:
         self._task = asyncio.create_task(self.run(), name="worker-monitor")
 
     async def stop(self) -> None:
+        """End :meth:`run`; the flag also ends it should a client library swallow the cancellation mid-read."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=self.interval_s + 5)
             self._task = None

@@ -258,7 +258,6 @@ SURFACE: tuple[Member, ...] = (
     Member(SimpleWorker, "handle_exception", ("job",)),
     Member(SimpleWorker, "handle_job_failure", ("job", "queue", "started_job_registry", "exc_string")),
     Member(SimpleWorker, "death_penalty_class"),
-    Member(SimpleWorker, "default_result_ttl"),
     Member(Execution, "create", ("job", "ttl", "pipeline", "worker_name")),
     Member(Job, "heartbeat", ("timestamp", "ttl", "pipeline")),
     Member(Job, "prepare_for_execution", ("worker_name", "pipeline")),
@@ -268,7 +267,6 @@ SURFACE: tuple[Member, ...] = (
     Member(Job, "cleanup", ("ttl", "pipeline", "remove_from_queue")),
     Member(Job, "_handle_failure", ("exc_string", "pipeline", "worker_name")),
     Member(Job, "dependents_key"),
-    Member(Job, "repeats_left"),
     Member(Job, "success_callback"),
     Member(Job, "failure_callback"),
     Member(Job, "stopped_callback"),
@@ -281,7 +279,7 @@ SURFACE: tuple[Member, ...] = (
 
 #: Instance attributes RQ sets in ``__init__`` or ``restore`` and the code above reads or writes.
 INSTANCE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
-    SimpleWorker: ("execution", "_stop_requested", "_stopped_job_id"),
+    SimpleWorker: ("execution", "default_result_ttl", "_stop_requested", "_stopped_job_id"),
     Job: (
         "_result",
         "_status",
