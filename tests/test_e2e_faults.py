@@ -106,12 +106,15 @@ def test_killed_worker_loses_nothing(make_stack, own_redis: RedisServer, cross_e
             outcomes.append((n % len(requests), response, time.monotonic() - started))
             n += 1
 
+    async def answered(n: int) -> None:
+        while sum(r.status_code == 200 for _, r, _ in outcomes) < n:
+            await asyncio.sleep(0.05)
+
     async def traffic_then_kill() -> list[str]:
         async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
             loops = [asyncio.ensure_future(client_loop(client, i)) for i in range(6)]
             try:
-                while sum(r.status_code == 200 for _, r, _ in outcomes) < 10:  # answers before the kill, too
-                    await asyncio.sleep(0.05)
+                await asyncio.wait_for(answered(10), 60)  # answers before the kill, too
                 return await asyncio.to_thread(kill_holding_a_sync_job, first, redis, job_id)
             finally:
                 killed.set()
