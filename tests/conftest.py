@@ -130,6 +130,15 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
+#: The test being set up or run, so that :meth:`Service.start` can tell an e2e test from a unit test.
+_CURRENT_TEST: dict[str, pytest.Item] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _CURRENT_TEST["item"] = item  # before its fixtures (a module's stack included) are set up
+
+
 @dataclass
 class Service:
     """A ``rerank-server`` subcommand running as a real process, its output kept in a log file."""
@@ -142,6 +151,9 @@ class Service:
     cwd: str | None = None
 
     def start(self) -> Service:
+        item = _CURRENT_TEST.get("item")
+        if item is not None and item.get_closest_marker("e2e") is None:  # `-m "not e2e"` must start no service
+            pytest.fail(f"{item.nodeid} starts {' '.join(self.args[-2:])} but is not marked e2e", pytrace=False)
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             self.args, env=self.env, cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True

@@ -10,9 +10,11 @@ import httpx
 import pytest
 from redis import Redis
 from rq import Queue
+from rq.job import Job, JobStatus
+from rq.results import Result
 
-from rerank_contract.jobs import QUEUES, SERIALIZER
-from tests.conftest import SEED_CANDIDATES, SEED_QUERY, RedisServer, Stack, wait_until
+from rerank_contract.jobs import QUEUES, SERIALIZER, SYNC_QUEUE
+from tests.conftest import SEED_CANDIDATES, SEED_QUERY, RedisServer, Service, Stack, wait_until
 from tests.tiny_model import TOPICS
 
 pytestmark = pytest.mark.e2e
@@ -49,36 +51,107 @@ def started_jobs(redis_url: str) -> list[str]:
     ]
 
 
-def test_killed_worker_loses_nothing(make_stack, own_redis: RedisServer) -> None:
-    """SIGKILL the only worker during a bulk job and a burst of sync calls, then restart it as launchd would."""
+def held_sync_jobs(redis: Redis) -> list[str]:
+    """Sync jobs a worker has started and not finished: in the started registry, with no result written."""
+    registry = Queue(SYNC_QUEUE, connection=redis, serializer=SERIALIZER).started_job_registry
+    return [j for j in registry.get_job_ids(cleanup=False) if not redis.exists(Result.get_key(j))]
+
+
+def kill_holding_a_sync_job(worker: Service, redis: Redis, bulk_job_id: str, timeout: float = 30) -> list[str]:
+    """SIGKILL ``worker`` at a moment it holds a started sync job and the bulk job; returns the held sync jobs.
+
+    The worker is frozen (SIGSTOP) before each look, so what is seen is what it holds when the kill lands.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worker.signal(signal.SIGSTOP)
+        time.sleep(0.02)  # let Redis apply what the worker sent just before it stopped
+        held = held_sync_jobs(redis)
+        bulk = Job.fetch(bulk_job_id, connection=redis, serializer=SERIALIZER).get_status()
+        if held and bulk == JobStatus.STARTED:
+            worker.signal(signal.SIGKILL)
+            worker.proc.wait(10)
+            return held
+        worker.signal(signal.SIGCONT)
+        time.sleep(0.005)
+    raise TimeoutError(f"the worker never held a sync job beside the bulk job within {timeout}s")
+
+
+def test_killed_worker_loses_nothing(make_stack, own_redis: RedisServer, cross_encoder) -> None:
+    """SIGKILL the only worker while it runs a bulk job and sync jobs, then restart it as launchd would.
+
+    Every sync request gets its correct scores or a 503 within seconds (never a hang or a 500); each one
+    whose job the worker held gets a 503; the bulk job runs again to the end on the new worker.
+    """
     stack: Stack = make_stack(BULK_CHUNK_PAIRS="32", REQUEST_TIMEOUT_S="30")
     stack.start_api()
     first = stack.start_worker()
+    redis = own_redis.client()
     payload = items(300, 40)  # 12,000 pairs: seconds of work for the tiny model
     job_id = httpx.post(f"{stack.url}/v1/jobs", json={"items": payload}).json()["id"]
     url = f"{stack.url}/v1/jobs/{job_id}"
     wait_until(lambda: (httpx.get(url).json()["progress"] or {}).get("done", 0) > 0, 60, "bulk job progress")
 
-    async def kill_during_burst() -> list[tuple[int, float]]:
-        calls = asyncio.ensure_future(burst(stack.url, 20))
-        await asyncio.sleep(0.05)
-        first.signal(signal.SIGKILL)
-        return await calls
+    requests = items(20, 40)  # enough pairs that the worker holds each batch for a while
+    killed = asyncio.Event()
+    outcomes: list[tuple[int, httpx.Response, float]] = []
 
-    outcomes = asyncio.run(kill_during_burst())
-    assert {status for status, _ in outcomes} <= {200, 503}
-    assert max(seconds for _, seconds in outcomes) < 10  # none waits for its 30 s timeout
+    async def client_loop(client: httpx.AsyncClient, offset: int) -> None:
+        n = offset
+        while not killed.is_set():  # a closed loop: sync jobs keep arriving until the kill has landed
+            request = requests[n % len(requests)]
+            body = {"query": request["query"], "candidates": request["candidates"]}
+            started = time.monotonic()
+            response = await client.post("/v1/rerank", json=body)
+            outcomes.append((n % len(requests), response, time.monotonic() - started))
+            n += 1
+
+    async def answered(n: int) -> None:
+        while sum(r.status_code == 200 for _, r, _ in outcomes) < n:
+            await asyncio.sleep(0.05)
+
+    async def traffic_then_kill() -> list[str]:
+        async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
+            loops = [asyncio.ensure_future(client_loop(client, i)) for i in range(6)]
+            try:
+                await asyncio.wait_for(answered(10), 60)  # answers before the kill, too
+                return await asyncio.to_thread(kill_holding_a_sync_job, first, redis, job_id)
+            finally:
+                killed.set()
+                await asyncio.gather(*loops)
+
+    held = asyncio.run(traffic_then_kill())
+    assert held
+
+    references = [
+        dict(enumerate(cross_encoder.predict([(r["query"], c) for c in r["candidates"]]).tolist())) for r in requests
+    ]
+    refused = []
+    for key, response, seconds in outcomes:
+        assert seconds < 10, (seconds, response.text)  # none waits for its 30 s timeout
+        if response.status_code == 200:
+            got = {r["index"]: r["score"] for r in response.json()["results"]}
+            assert got == pytest.approx(references[key], abs=1e-5)
+            continue
+        assert response.status_code == 503, response.text  # never a 500
+        body = response.json()
+        # The only worker died: a held job's caller hears worker_lost, or no_worker once its heartbeat lapsed.
+        assert set(body) == {"error", "error_type"} and body["error_type"] in ("worker_lost", "no_worker"), body
+        refused.append(body["error"])
+    assert sum(r.status_code == 200 for _, r, _ in outcomes) >= 10
+    # Each held job's caller was still waiting (no other client enqueues), and only a 503 answers it.
+    assert len(refused) >= len(held), (held, refused)
 
     stack.start_worker()  # the supervisor's restart
     wait_until(lambda: httpx.get(url).json()["status"] == "finished", 120, "bulk job to be re-run to the end")
     result = httpx.get(url).json()["result"]
     assert [i["id"] for i in result["items"]] == [i["id"] for i in payload]
-    for item, got in list(zip(payload, result["items"], strict=True))[:3]:
-        want = stack.rerank(item["query"], item["candidates"]).json()["results"]
+    pairs = [(item["query"], c) for item in payload for c in item["candidates"]]
+    want = iter(cross_encoder.predict(pairs, batch_size=256).tolist())
+    for item, got in zip(payload, result["items"], strict=True):
+        reference = {i: next(want) for i in range(len(item["candidates"]))}
         # Each passage appears twice per item: equal texts may swap places on float noise, so compare by index.
-        assert {r["index"]: r["score"] for r in got["results"]} == pytest.approx(
-            {r["index"]: r["score"] for r in want}, abs=1e-5
-        )
+        assert {r["index"]: r["score"] for r in got["results"]} == pytest.approx(reference, abs=1e-5)
         scores = [r["score"] for r in got["results"]]
         assert scores == sorted(scores, reverse=True)
     wait_until(lambda: not started_jobs(own_redis.url), 10, "no job left started")

@@ -19,6 +19,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from rerank_server.client import QueueClient
 from tests.conftest import SEED_CANDIDATES, SEED_QUERY, RedisServer, Stack, free_port
 
+pytestmark = pytest.mark.e2e
+
 
 def make_certificates(folder: Path) -> Path:
     """A CA, and a server certificate for 127.0.0.1 signed by it."""

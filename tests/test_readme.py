@@ -29,4 +29,5 @@ def test_every_setting_is_documented_with_its_default(name: str) -> None:
 def test_documented_subcommands_exist() -> None:
     documented = set(re.findall(r"rerank-server (\w+)", README))
     commands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    assert {"up", "worker", "api", "launchd"} <= documented, "the README no longer shows how to run the service"
     assert documented <= commands

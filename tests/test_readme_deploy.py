@@ -25,7 +25,18 @@ def commands(prefix: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("line", commands("rerank-server launchd"))
+LAUNCHD_COMMANDS = commands("rerank-server launchd")
+NAMED_FILES = sorted(set(re.findall(r"(?<![/\w])((?:systemd|compose|launchd)/[\w.@-]+)", README)))
+
+
+def test_the_readme_shows_the_deployment_commands_and_files() -> None:
+    """The parametrized tests below check what they find: an emptied README must not pass them with no cases."""
+    assert {"rerank-server launchd install", "rerank-server launchd status"} <= set(LAUNCHD_COMMANDS)
+    assert any("--with-redis" in line for line in LAUNCHD_COMMANDS)
+    assert {"systemd/rerank-api.service", "systemd/rerank-worker@.service", "compose/compose.yaml"} <= set(NAMED_FILES)
+
+
+@pytest.mark.parametrize("line", LAUNCHD_COMMANDS)
 def test_launchd_commands_parse(line: str) -> None:
     args = build_parser().parse_args(shlex.split(line)[1:])
     assert args.command == "launchd"
@@ -39,7 +50,7 @@ def test_setup_socat_options_exist() -> None:
     assert used <= accepted
 
 
-@pytest.mark.parametrize("path", sorted(set(re.findall(r"(?<![/\w])((?:systemd|compose|launchd)/[\w.@-]+)", README))))
+@pytest.mark.parametrize("path", NAMED_FILES)
 def test_named_files_exist(path: str) -> None:
     assert (ROOT / path.rstrip(".")).exists(), path
 
