@@ -150,17 +150,17 @@ class Dispatcher:
         raise ApiError(ErrorType.TIMEOUT, f"no result within {self._timeout_s:g}s (job {job_id})")
 
     async def _check_still_running(self, job_id: str) -> None:
-        self.check_can_serve()
+        """A started job whose worker died is lost (503 worker_lost); a queued one needs a live worker (503)."""
         try:
             worker_name = await self._redis.hget(Job.key_for(job_id), "worker_name")
-            if not worker_name:
-                return  # still queued
-            name = worker_name.decode()
-            if name in self._monitor.snapshot.alive or await self._redis.exists(worker_key(name)):
-                return
+            if worker_name:
+                name = worker_name.decode()
+                if name in self._monitor.snapshot.alive or await self._redis.exists(worker_key(name)):
+                    return
+                raise ApiError(ErrorType.WORKER_LOST, f"worker {name} died while running job {job_id}")
         except (RedisError, OSError) as exc:
             raise ApiError(ErrorType.QUEUE_UNAVAILABLE, f"lost Redis while waiting: {exc}") from exc
-        raise ApiError(ErrorType.WORKER_LOST, f"worker {name} died while running job {job_id}")
+        self.check_can_serve()
 
     @staticmethod
     def _parse(job_id: str, entry_id: bytes, fields: dict[bytes, bytes]) -> RerankResult:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 
 from redis import Redis
 from rq import Queue
@@ -61,7 +62,7 @@ class Reaper:
                 except NoSuchJobError:  # gone meanwhile: RQ's clean-up drops the entry
                     job = None
                 if job is not None and (reason := admission.refusal(job)) is not None:
-                    rq_seam.fail_orphan(self._connection, registry, job, entry, str(reason))
+                    rq_seam.fail_orphan(self._connection, registry, job, entry, _described(reason))
                     log.warning("job %s of a dead worker failed: %s", job_id, reason)
                 else:
                     expired.append(entry)
@@ -96,3 +97,8 @@ class Reaper:
                 if failing:
                     log.info("reaper sweeping again")
                 failing = False
+
+
+def _described(error: Exception) -> str:
+    """The error as RQ stores a job's failure: ``module.Type: message``, the last line of a traceback."""
+    return "".join(traceback.format_exception_only(error)).strip()

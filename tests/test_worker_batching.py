@@ -1,0 +1,74 @@
+"""Collecting a batch (``rerank_worker.batching``): pure logic over a queue, here fakeredis and RQ's own jobs."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+from rq import Queue
+from rq.job import Job
+
+from rerank_contract.defaults import POP_GROUP
+from rerank_contract.jobs import SERIALIZER, SYNC_QUEUE
+from rerank_worker import batching
+from rerank_worker.rq_seam import RerankJob
+
+
+@pytest.fixture
+def queue() -> Queue:
+    return Queue(SYNC_QUEUE, connection=fakeredis.FakeStrictRedis(), serializer=SERIALIZER, job_class=RerankJob)
+
+
+def enqueue(queue: Queue, *pairs: int) -> list[str]:
+    return [queue.enqueue("rerank_worker.jobs.rerank", {"pairs": n}).id for n in pairs]
+
+
+def weigh(job: Job) -> int | None:
+    """Jobs carry their pair count; a negative one stands for a job that cannot be batched."""
+    pairs = job.args[0]["pairs"]
+    return None if pairs < 0 else pairs
+
+
+def collect(queue: Queue, room: int, skip=lambda job: False) -> tuple[list[str], int, Job | None]:
+    taken: list[str] = []
+
+    def join(job: Job) -> int | None:
+        pairs = weigh(job)
+        if pairs is not None:
+            taken.append(job.id)
+        return pairs
+
+    used, foreign = batching.collect(batching.QueueSource(queue, RerankJob), room=room, join=join, skip=skip)
+    return taken, used, foreign
+
+
+def test_takes_jobs_in_order_until_the_budget_is_used_and_puts_the_rest_back_in_order(queue: Queue) -> None:
+    ids = enqueue(queue, *[3] * (POP_GROUP + 4))
+    taken, used, foreign = collect(queue, room=10)
+    assert taken == ids[:4] and used == 12 and foreign is None  # the job that crosses the budget is taken
+    assert queue.get_job_ids() == ids[4:]  # popped past the budget, back at the front, order kept
+
+
+def test_an_empty_queue_gives_nothing(queue: Queue) -> None:
+    assert collect(queue, room=10) == ([], 0, None)
+
+
+def test_stops_at_a_job_that_cannot_be_batched_and_returns_it(queue: Queue) -> None:
+    ids = enqueue(queue, 1, -1, 1, 1)
+    taken, used, foreign = collect(queue, room=100)
+    assert taken == ids[:1] and used == 1
+    assert foreign is not None and foreign.id == ids[1]
+    assert queue.get_job_ids() == ids[2:]
+
+
+def test_skipped_and_expired_jobs_are_dropped(queue: Queue) -> None:
+    ids = enqueue(queue, 1, 2, 3)
+    queue.connection.delete(Job.key_for(ids[0]))  # expired while queued
+    taken, used, _ = collect(queue, room=100, skip=lambda job: job.id == ids[1])
+    assert taken == ids[2:] and used == 3
+    assert queue.get_job_ids() == []
+
+
+def test_a_full_budget_takes_nothing(queue: Queue) -> None:
+    ids = enqueue(queue, 1)
+    assert collect(queue, room=0) == ([], 0, None)
+    assert queue.get_job_ids() == ids
