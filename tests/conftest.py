@@ -20,6 +20,8 @@ from redis import Redis
 
 from tests import tiny_model
 
+pytest_plugins = ["tests.worker_fixtures"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -76,8 +76,11 @@ def test_fifty_concurrent_requests_all_succeed(stack: Stack, cross_encoder) -> N
 
 
 def test_worker_keeps_model_resident_across_requests(stack: Stack) -> None:
+    """``model_loads`` counts every CrossEncoder the worker process has built (``Reranker.loads``), so a worker
+    that loaded the model per job, or restarted, would show it; the process must be the same one, too."""
     time.sleep(1.5)  # a fresh heartbeat, counting the earlier tests' jobs
-    before = stack.health()["workers"][0]["jobs_done"]
+    first = stack.health()["workers"][0]
+    before = first["jobs_done"]
     for _ in range(5):
         assert stack.rerank(SEED_QUERY, SEED_CANDIDATES).status_code == 200
     wait_until(lambda: stack.health()["workers"][0]["jobs_done"] >= before + 5, 5, "heartbeat with new counts")
@@ -85,6 +88,7 @@ def test_worker_keeps_model_resident_across_requests(stack: Stack) -> None:
     assert stack.health()["workers"][0]["jobs_done"] == before + 5  # one job per call, not more
     worker = stack.health()["workers"][0]
     assert worker["model_loads"] == 1
+    assert (worker["pid"], worker["started_at"], worker["name"]) == (first["pid"], first["started_at"], first["name"])
     assert stack.workers[0].log().count("model loaded:") == 1
 
 

@@ -6,55 +6,13 @@ import logging
 import pickle
 import zlib
 
-import fakeredis
 import pytest
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from rerank_contract.jobs import RERANK_JOB, SERIALIZER, SYNC_QUEUE, RerankResult, ScoreMode
+from rerank_contract.jobs import RERANK_JOB, SERIALIZER, SYNC_QUEUE, RerankResult
 from tests.conftest import SEED_CANDIDATES, SEED_QUERY
-
-
-@pytest.fixture
-def queue(reranker) -> Queue:
-    return Queue(SYNC_QUEUE, connection=fakeredis.FakeStrictRedis(), serializer=SERIALIZER)
-
-
-@pytest.fixture
-def scorer(reranker):
-    return reranker
-
-
-def make_worker(queue: Queue, scorer, max_batch_pairs: int = 512, overlap: bool = False):
-    from concurrent.futures import ThreadPoolExecutor
-
-    from rerank_worker.worker import RerankWorker
-
-    return RerankWorker(
-        [queue],
-        connection=queue.connection,
-        serializer=SERIALIZER,
-        scorer=scorer,
-        max_batch_pairs=max_batch_pairs,
-        bulk_chunk_pairs=64,
-        model_thread=ThreadPoolExecutor(1) if overlap else None,
-    )
-
-
-def burst(queue: Queue, scorer, max_batch_pairs: int = 512, overlap: bool = False):
-    """A worker that ran until the queue was empty."""
-    worker = make_worker(queue, scorer, max_batch_pairs, overlap)
-    worker.work(burst=True)
-    return worker
-
-
-@pytest.fixture
-def run_burst(scorer):
-    return lambda queue, max_batch_pairs=512, overlap=False: burst(queue, scorer, max_batch_pairs, overlap)
-
-
-def fetch(queue: Queue, job_id: str) -> Job:
-    return Job.fetch(job_id, connection=queue.connection, serializer=SERIALIZER)
+from tests.worker_fixtures import fetch, make_worker
 
 
 def test_job_scores_equal_cross_encoder_predict(run_burst, queue: Queue, cross_encoder) -> None:
@@ -220,7 +178,9 @@ def test_reduced_precision_model_loads_in_that_dtype_and_ranks_alike(model_dir, 
 
     from rerank_worker.runtime import Reranker
 
+    loads = Reranker.loads
     half = Reranker(str(model_dir), device="cpu", batch_size=8, max_length=None, dtype="bfloat16")
+    assert Reranker.loads == loads + 1  # what a worker's record reports as model_loads
     assert next(half.model.parameters()).dtype == torch.bfloat16
     full_scores = reranker.score(SEED_QUERY, SEED_CANDIDATES)
     half_scores = half.score(SEED_QUERY, SEED_CANDIDATES)
@@ -298,61 +258,3 @@ def test_a_dependent_registered_while_its_parent_is_scored_is_enqueued(
     assert fetch(queue, dependents[0].id).get_status() == JobStatus.FINISHED
     assert worker.jobs_done == 2
     assert queue.deferred_job_registry.get_job_ids() == []
-
-
-def test_next_batch_is_collected_and_started_while_the_model_scores(
-    run_burst, queue: Queue, reranker, monkeypatch
-) -> None:
-    """With overlap (GPU workers), under load, jobs arriving mid-call are started before the call returns."""
-    import time
-
-    real = reranker.score_many
-    arrivals: list[str] = []
-    started_during_call: list[bool] = []
-
-    def slow_first_call(requests, mode):
-        if not arrivals:
-            arrivals.extend(queue.enqueue(RERANK_JOB, {"query": q, "candidates": c}).id for q, c in REQUESTS[2:])
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not all(
-                fetch(queue, i).get_status() == JobStatus.STARTED for i in arrivals
-            ):
-                time.sleep(0.01)
-            started_during_call.append(all(fetch(queue, i).get_status() == JobStatus.STARTED for i in arrivals))
-        return real(requests, mode)
-
-    monkeypatch.setattr(reranker, "score_many", slow_first_call)
-    first = [queue.enqueue(RERANK_JOB, {"query": q, "candidates": c}).id for q, c in REQUESTS[:2]]
-    worker = run_burst(queue, overlap=True)
-    assert started_during_call == [True]
-    assert worker.batches == 2
-    for job_id, (query, candidates) in zip([*first, *arrivals], REQUESTS, strict=True):
-        result = RerankResult.model_validate(fetch(queue, job_id).return_value())
-        want = real([(query, candidates)], ScoreMode.ACTIVATED)[0]
-        assert [r.score for r in sorted(result.results, key=lambda r: r.index)] == pytest.approx(want, abs=1e-6)
-    assert [RerankResult.model_validate(fetch(queue, i).return_value()).batch_jobs for i in arrivals] == [2] * 2
-
-
-@pytest.mark.parametrize("overlap", [False, True], ids=["cpu-alarm", "gpu-model-thread"])
-def test_a_batch_past_its_timeout_fails_its_jobs_and_the_worker_goes_on(
-    run_burst, queue: Queue, reranker, monkeypatch, overlap: bool
-) -> None:
-    import time
-
-    real = reranker.score_many
-
-    def hangs_on_slow(requests, mode):
-        if any(query == "slow" for query, _ in requests):
-            time.sleep(2.5)
-        return real(requests, mode)
-
-    monkeypatch.setattr(reranker, "score_many", hangs_on_slow)
-    slow = queue.enqueue(RERANK_JOB, {"query": "slow", "candidates": ["x"]}, job_timeout=1).id
-    worker = run_burst(queue, overlap=overlap)
-    failed = fetch(queue, slow)
-    assert failed.get_status() == JobStatus.FAILED
-    assert "JobTimeoutException" in failed.latest_result().exc_string
-    good = queue.enqueue(RERANK_JOB, {"query": SEED_QUERY, "candidates": SEED_CANDIDATES}).id
-    worker.work(burst=True)  # the same worker, its model thread free again
-    assert fetch(queue, good).get_status() == JobStatus.FINISHED
-    assert (worker.jobs_done, worker.jobs_failed) == (1, 1)

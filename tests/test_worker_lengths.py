@@ -8,7 +8,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from rerank_contract.jobs import RERANK_JOB, SERIALIZER, SYNC_QUEUE, InputTooLong, RerankPayload, TruncationSide
-from tests.test_worker_jobs import burst
+from tests.worker_fixtures import burst
 
 QUERY = "machine learning"  # 2 tokens; a pair adds 3 special tokens, so 59 text tokens fit in 64
 TEXT = "deep learning neural networks gradient descent training"  # 7 tokens
