@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import fakeredis
+import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
 
@@ -56,17 +57,29 @@ def records(connection: Redis, names: dict[str, str]) -> dict[str, object]:
     return out
 
 
-def test_a_batch_writes_what_rqs_own_path_writes() -> None:
+@pytest.fixture(params=["fakeredis", "redis-server"])
+def connections(request) -> tuple[Redis, Redis]:
+    """Two empty databases: fakeredis (RQ pops with LPOP there), or a real redis-server (LMOVE, Redis >= 6.2)."""
+    if request.param == "fakeredis":
+        return fakeredis.FakeStrictRedis(), fakeredis.FakeStrictRedis()
+    server = request.getfixturevalue("redis_server")
+    pair = tuple(Redis.from_url(server.url.rsplit("/", 1)[0] + f"/{db}") for db in (1, 2))
+    for connection in pair:
+        connection.flushdb()
+    return pair  # type: ignore[return-value]
+
+
+def test_a_batch_writes_what_rqs_own_path_writes(connections: tuple[Redis, Redis]) -> None:
     from rerank_worker.scoring import FakeScorer
     from rerank_worker.worker import RerankWorker
 
-    theirs = Queue(SYNC_QUEUE, connection=fakeredis.FakeStrictRedis(), serializer=SERIALIZER)
+    theirs = Queue(SYNC_QUEUE, connection=connections[0], serializer=SERIALIZER)
     good = theirs.enqueue("os.getcwd", job_id="good")
     bad = theirs.enqueue("os.listdir", "/no/such/folder", job_id="bad")
     rq_worker = SimpleWorker([theirs], connection=theirs.connection, serializer=SERIALIZER, name="w")
     rq_worker.work(burst=True)
 
-    ours = Queue(SYNC_QUEUE, connection=fakeredis.FakeStrictRedis(), serializer=SERIALIZER)
+    ours = Queue(SYNC_QUEUE, connection=connections[1], serializer=SERIALIZER)
     ours.enqueue(RERANK_JOB, {"query": "q", "candidates": ["a", "q"]}, job_id="good")
     ours.enqueue(RERANK_JOB, {"query": "q", "candidates": "not a list"}, job_id="bad")
     worker = RerankWorker(

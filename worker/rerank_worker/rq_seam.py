@@ -86,7 +86,7 @@ def start(worker: SimpleWorker, batch: list[Running]) -> None:
     """RQ's start of a job (``prepare_execution`` + ``prepare_job_execution``) for a batch, in one round trip.
 
     Each job gets its execution in the started registry, its heartbeat, status STARTED, ``started_at``
-    and ``worker_name``; the worker is BUSY on the first job.
+    and ``worker_name``, and leaves RQ's intermediate list; the worker is BUSY on the first job.
     """
     with worker.connection.pipeline() as pipe:
         longest = 0
@@ -96,6 +96,8 @@ def start(worker: SimpleWorker, batch: list[Running]) -> None:
             running.execution = Execution.create(running.job, ttl, pipeline=pipe, worker_name=worker.name)
             running.job.heartbeat(now(), ttl, pipeline=pipe)
             running.job.prepare_for_execution(worker.name, pipeline=pipe)
+            if len(worker.queues) == 1:  # RQ dequeues from a lone queue with LMOVE, through its intermediate list
+                pipe.lrem(running.queue.intermediate_queue_key, 1, running.job.id)
         worker.set_state(WorkerStatus.BUSY, pipeline=pipe)
         worker.set_current_job_id(batch[0].job.id, pipeline=pipe)
         worker.set_current_job_working_time(0, pipeline=pipe)
@@ -273,6 +275,7 @@ SURFACE: tuple[Member, ...] = (
     Member(Job, "send_webhooks", ("status", "exc_string")),
     Member(Queue, "enqueue_dependents", ("job",)),
     Member(Queue, "DEFAULT_TIMEOUT"),
+    Member(Queue, "intermediate_queue_key"),
     Member(StartedJobRegistry, "cleanup", ("timestamp",)),
     Member(StartedJobRegistry, "get_job_and_execution_ids", ("cleanup",)),
 )
