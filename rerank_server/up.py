@@ -173,6 +173,6 @@ class ReadyProbe:
         health = response.json()
         workers = health.get("workers_alive", 0)
         return (
-            f"rerank-server is up at {self.url}/ : model {health.get('model')} on {health.get('device')}, "
+            f"the service is up at {self.url}/ : model {health.get('model')} on {health.get('device')}, "
             f"{workers} worker{'s' if workers != 1 else ''} (API docs at {self.url}/docs; Ctrl-C stops it)"
         )

@@ -159,10 +159,10 @@ def _templates(app: object) -> list[tuple[str, re.Pattern[str]]]:
     cached = getattr(getattr(app, "state", None), "route_templates", None)
     if cached is not None:
         return cached
-    paths = [p for p in (getattr(r, "path", None) for r in getattr(app, "routes", ())) if isinstance(p, str)]
+    routes = [r for r in getattr(app, "routes", ()) if isinstance(getattr(r, "path", None), str)]
+    templates = [(r.path, getattr(r, "path_regex", None) or compile_path(r.path)[0]) for r in routes]
     openapi = getattr(app, "openapi", None)
-    paths += list(openapi().get("paths", {})) if callable(openapi) else []
-    templates = [(p, compile_path(p)[0]) for p in dict.fromkeys(paths)]
+    templates += [(p, compile_path(p)[0]) for p in (openapi().get("paths", {}) if callable(openapi) else ())]
     if hasattr(app, "state"):
         app.state.route_templates = templates
     return templates
