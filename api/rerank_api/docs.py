@@ -12,11 +12,15 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 #: Where the documentation assets are served.
 STATIC_PATH = "/static/docs"
+#: ReDoc's script, served with its one outside URL (the Redocly logo in its "API docs by Redocly" link) made local.
+REDOC_JS_PATH = "/docs/redoc.standalone.js"
+_REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+_BLANK_SVG = "data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' width='1' height='1'/>"
 
 
 def assets_folder() -> Path:
@@ -49,12 +53,21 @@ def install(app: FastAPI) -> None:
     async def oauth2_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
 
+    redoc_js: list[bytes] = []  # read on first use
+
+    @app.get(REDOC_JS_PATH, include_in_schema=False)
+    async def redoc_script() -> Response:
+        if not redoc_js:
+            text = (assets_folder() / "redoc.standalone.js").read_text(encoding="utf-8")
+            redoc_js.append(text.replace(_REDOC_LOGO, _BLANK_SVG).encode())
+        return Response(redoc_js[0], media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
+
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         return get_redoc_html(
             openapi_url=openapi_url(request),
             title=f"{app.title} - ReDoc",
-            redoc_js_url=static(request, "redoc.standalone.js"),
+            redoc_js_url=f"{request.scope.get('root_path', '')}{REDOC_JS_PATH}",
             redoc_favicon_url=static(request, "favicon.png"),
             with_google_fonts=False,
         )
