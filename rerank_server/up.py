@@ -22,12 +22,11 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from rerank_contract import defaults
-from rerank_contract.jobs import WORKER_KEY_PREFIX
+from rerank_contract.jobs import WORKERS_SET, worker_key
 from rerank_contract.redis_conn import connect, is_reachable
 from rerank_contract.settings import Settings, settings_env
 
 log = logging.getLogger("rerank_server.up")
-logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO line per health probe buries the children's logs
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -152,6 +151,7 @@ class ReadyProbe:
 
     def __init__(self, redis_url: str, url: str, interval_s: float = defaults.UP_PROBE_INTERVAL_S) -> None:
         self.redis_url, self.url, self.interval_s = redis_url, url, interval_s
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO line per probe would bury the children's logs
         self._next = 0.0
         self._redis: Redis | None = None
 
@@ -163,7 +163,10 @@ class ReadyProbe:
         self._next = now + self.interval_s
         try:
             self._redis = self._redis or connect(self.redis_url, socket_timeout=1.0)
-            if next(self._redis.scan_iter(match=WORKER_KEY_PREFIX + "*", count=100), None) is None:
+            names = self._redis.smembers(WORKERS_SET)
+            if not names or not self._redis.exists(
+                *(worker_key(n.decode() if isinstance(n, bytes) else n) for n in names)
+            ):
                 return None
             response = httpx.get(f"{self.url}/health", timeout=1)
         except (httpx.HTTPError, RedisError):
@@ -172,6 +175,7 @@ class ReadyProbe:
             return None
         health = response.json()
         workers = health.get("workers_alive", 0)
+        self._redis.close()  # said once: no more probes
         return (
             f"the service is up at {self.url}/ : model {health.get('model')} on {health.get('device')}, "
             f"{workers} worker{'s' if workers != 1 else ''} (API docs at {self.url}/docs; Ctrl-C stops it)"
