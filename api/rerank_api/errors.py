@@ -134,7 +134,9 @@ def _not_an_object(content_type: str | None, empty: bool) -> str:
             f"body: the request has {sent}, so its body was not read as JSON: "
             "send the header Content-Type: application/json (curl: -H 'Content-Type: application/json')"
         )
-    return "body: empty: send one JSON object" if empty else "body: send one JSON object ({...}), not a list or value"
+    if empty:
+        return "body: empty (or null): send one JSON object"
+    return "body: send one JSON object ({...}), not a list or value"
 
 
 def install(app: FastAPI) -> None:
