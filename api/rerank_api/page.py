@@ -17,6 +17,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
@@ -51,7 +52,12 @@ async def status(request: Request, monitor: MonitorDep, metrics: MetricsDep) -> 
     """Live workers (model, device, jobs done), queue depths, recent bulk jobs with their progress, and the
     API's running totals of rerank requests and their latency (rates come from two readings' difference)."""
     snapshot = await monitor.refresh_or_last()
-    bulk = await asyncio.to_thread(_bulk_jobs, request.app)
+    problems = [snapshot.redis_error] if snapshot.redis_error else []
+    try:
+        bulk = await asyncio.to_thread(_bulk_jobs, request.app)
+    except RedisError as exc:
+        bulk = []
+        problems.append(f"cannot list bulk jobs: {exc}")
     count = total = 0.0
     for family in metrics.latency.collect():
         for sample in family.samples:
@@ -64,7 +70,7 @@ async def status(request: Request, monitor: MonitorDep, metrics: MetricsDep) -> 
         "version": __version__,
         "at": time.time(),
         "redis": "unreachable" if snapshot.redis_error else "ok",
-        "problems": [snapshot.redis_error] if snapshot.redis_error else [],
+        "problems": problems,
         "queue_depth": snapshot.queue_depth,
         "workers": [w.model_dump(mode="json") for w in snapshot.workers],
         "bulk_jobs": bulk,
