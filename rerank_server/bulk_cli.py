@@ -88,15 +88,17 @@ def run(
     pairs = {job_id: sum(len(i.candidates) for i in batch) for job_id, batch in zip(job_ids, batches, strict=True)}
     bar = ProgressBar(sum(pairs.values()))
     states: dict[str, JobState] = {}
-    while True:
-        for job_id in job_ids:
-            if job_id not in states or not states[job_id].done:
-                states[job_id] = client.job(job_id)
-        bar.show(sum(_pairs_done(states[j], pairs[j]) for j in job_ids))
-        if all(state.done for state in states.values()):
-            break
-        time.sleep(poll_s)
-    bar.close()
+    try:
+        while True:
+            for job_id in job_ids:
+                if job_id not in states or not states[job_id].done:
+                    states[job_id] = client.job(job_id)
+            bar.show(sum(_pairs_done(states[j], pairs[j]) for j in job_ids))
+            if all(state.done for state in states.values()):
+                break
+            time.sleep(poll_s)
+    finally:  # an error line (the API went away, say) then starts on a line of its own
+        bar.close()
 
     failed = [s for s in states.values() if s.status != "finished"]
     for state in failed:
