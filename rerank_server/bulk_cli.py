@@ -27,16 +27,21 @@ class InputError(ValueError):
 
 def read_items(path: Path) -> list[BulkItem]:
     items = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                items.append(BulkItem.model_validate_json(line))
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "line"
-                raise InputError(f"{path}:{number}: {where}: {first['msg']}") from None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            items.append(BulkItem.model_validate_json(line))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "line"
+            raise InputError(f"{path}:{number}: {where}: {first['msg']}") from None
+    if not items:
+        raise InputError(f"{path} holds no items: write one {{id, query, candidates}} JSON object per line")
     return items
 
 
@@ -71,9 +76,11 @@ def run(
     """Submit, follow and collect; returns the exit code (0 when every job finished)."""
     try:
         items = read_items(input_path)
+        if not output_path.parent.is_dir():
+            raise InputError(f"cannot write {output_path}: no folder {output_path.parent}")
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        print(f"rerank-server bulk: {exc}", file=sys.stderr)
+        return defaults.EXIT_USAGE
     batches = [items[i : i + items_per_job] for i in range(0, len(items), items_per_job)]
     job_ids = [client.submit_bulk(batch, score_mode=score_mode) for batch in batches]
     print(f"submitted {len(items)} items as {len(job_ids)} job(s)", file=sys.stderr)
@@ -81,15 +88,17 @@ def run(
     pairs = {job_id: sum(len(i.candidates) for i in batch) for job_id, batch in zip(job_ids, batches, strict=True)}
     bar = ProgressBar(sum(pairs.values()))
     states: dict[str, JobState] = {}
-    while True:
-        for job_id in job_ids:
-            if job_id not in states or not states[job_id].done:
-                states[job_id] = client.job(job_id)
-        bar.show(sum(_pairs_done(states[j], pairs[j]) for j in job_ids))
-        if all(state.done for state in states.values()):
-            break
-        time.sleep(poll_s)
-    bar.close()
+    try:
+        while True:
+            for job_id in job_ids:
+                if job_id not in states or not states[job_id].done:
+                    states[job_id] = client.job(job_id)
+            bar.show(sum(_pairs_done(states[j], pairs[j]) for j in job_ids))
+            if all(state.done for state in states.values()):
+                break
+            time.sleep(poll_s)
+    finally:  # an error line (the API went away, say) then starts on a line of its own
+        bar.close()
 
     failed = [s for s in states.values() if s.status != "finished"]
     for state in failed:

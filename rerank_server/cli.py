@@ -1,7 +1,8 @@
-"""The ``rerank-server`` command: ``worker``, ``api``, ``up`` (everything on one machine), ``bulk`` and ``launchd``.
+"""The ``rerank-server`` command: ``up``, ``worker``, ``api``, ``bulk``, ``model`` and ``launchd``.
 
 The CLI only parses arguments into :class:`Settings` and hands over; every option is also a
-``RERANK_*`` environment variable.
+``RERANK_*`` environment variable. Expected failures (a bad flag or setting, an API that does not
+answer, a missing file) are one line on stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from rerank_contract import defaults
+from rerank_contract import __version__, defaults
 from rerank_contract.settings import Settings
 from rerank_server.logs import configure_logging
 
@@ -44,14 +47,18 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _bulk(args: argparse.Namespace, settings: Settings) -> int:
+    import httpx
+    from redis.exceptions import RedisError
+
     from rerank_contract.jobs import ScoreMode
     from rerank_server import bulk_cli
-    from rerank_server.client import HttpClient, QueueClient
+    from rerank_server.client import ClientError, HttpClient, QueueClient
 
+    url = args.url or f"http://{settings.host}:{settings.port}"
     if args.via == "redis":
         client: HttpClient | QueueClient = QueueClient(settings=settings)
     else:
-        client = HttpClient(args.url or f"http://{settings.host}:{settings.port}", api_key=args.api_key)
+        client = HttpClient(url, api_key=args.api_key)
     try:
         return bulk_cli.run(
             args.input,
@@ -60,25 +67,80 @@ def _bulk(args: argparse.Namespace, settings: Settings) -> int:
             items_per_job=args.items_per_job,
             score_mode=ScoreMode.RAW if args.raw_scores else ScoreMode.ACTIVATED,
         )
+    except httpx.TransportError as exc:
+        problem = f"cannot reach the API at {url} ({type(exc).__name__}: {exc}): start it with `rerank-server up`"
+        return _fail("bulk", problem + " or point --url at it")
+    except ClientError as exc:
+        key = " (pass --api-key)" if exc.status == 401 else ""
+        return _fail("bulk", f"the API at {url} answered {exc.status} {exc.error_type}: {exc.error}{key}")
+    except RedisError as exc:
+        where = urlsplit(settings.redis_url)
+        return _fail("bulk", f"cannot reach Redis at {where.hostname}:{where.port or 6379} ({exc}): check --redis-url")
     finally:
         client.close()
 
 
+def _fail(command: str, problem: str) -> int:
+    """An expected failure: one line and exit code 2."""
+    print(f"rerank-server {command}: {problem}", file=sys.stderr)
+    return defaults.EXIT_USAGE
+
+
+DESCRIPTION = """\
+A self-hosted reranking service: an HTTP API, a Redis queue and workers that keep the model loaded.
+
+Try it without downloading anything:
+  rerank-server model build ./models/tiny        a toy model that knows five topics (needs the worker extra)
+  rerank-server up --model ./models/tiny         then open http://127.0.0.1:8080/
+  RERANK_SCORER=fake rerank-server up            no model and no torch: a word-overlap scorer
+
+Every flag is also a RERANK_* environment variable; see `rerank-server COMMAND --help`."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (what is wrong, and where help is) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(defaults.EXIT_USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _setting(field: str, text: str) -> str:
+    """Help for a flag that sets ``field``: its text, its variable and its default."""
+    default = Settings.model_fields[field].default
+    shown = "the model's own" if default is None else default
+    return f"{text} (env RERANK_{field.upper()}; default: {shown})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rerank-server", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(
+        prog="rerank-server", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"rerank-server {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--redis-url", dest="redis_url", help="env RERANK_REDIS_URL")
-        p.add_argument("--log-level", dest="log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        p.add_argument("--redis-url", dest="redis_url", help=_setting("redis_url", "Redis holding the queues"))
+        p.add_argument(
+            "--log-level",
+            dest="log_level",
+            choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+            help=_setting("log_level", "what to log"),
+        )
 
     def model_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", help="env RERANK_MODEL")
-        p.add_argument("--device", help="env RERANK_DEVICE (auto, cpu, cuda, cuda:1, mps)")
+        p.add_argument(
+            "--model",
+            help=_setting(
+                "model",
+                "a Hugging Face id (downloaded on first use) or a local folder holding a CrossEncoder, "
+                "e.g. one made by `rerank-server model build FOLDER`",
+            ),
+        )
+        p.add_argument("--device", help=_setting("device", "auto (mps, then cuda, then cpu), cpu, cuda, cuda:1, mps"))
 
     def http_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--host", help="env RERANK_HOST (default 127.0.0.1)")
-        p.add_argument("--port", type=int, help="env RERANK_PORT (default 8080)")
+        p.add_argument("--host", help=_setting("host", "address the API listens on (0.0.0.0: every interface)"))
+        p.add_argument("--port", type=int, help=_setting("port", "port the API listens on"))
 
     worker = sub.add_parser("worker", help="load the model and serve the queues")
     common(worker)
@@ -113,8 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     bulk.add_argument("--raw-scores", dest="raw_scores", action="store_true", help="raw logits, not activated scores")
     bulk.set_defaults(func=_bulk)
 
+    from rerank_server import model_cli
     from rerank_server.deploy import launchd
 
+    model_cli.register(sub)
     launchd.register(sub, [common, model_options, http_options])
     return parser
 

@@ -18,9 +18,12 @@ import time
 from urllib.parse import urlparse
 
 import httpx
+from redis import Redis
+from redis.exceptions import RedisError
 
 from rerank_contract import defaults
-from rerank_contract.redis_conn import is_reachable
+from rerank_contract.jobs import WORKERS_SET, worker_key
+from rerank_contract.redis_conn import connect, is_reachable
 from rerank_contract.settings import Settings, settings_env
 
 log = logging.getLogger("rerank_server.up")
@@ -114,6 +117,7 @@ def run(settings: Settings) -> int:
     }
     url = f"http://{settings.host}:{settings.port}"
     announced = False
+    probe = ReadyProbe(settings.redis_url, url)
     exit_code = 0
     try:
         while not stopping:
@@ -123,9 +127,10 @@ def run(settings: Settings) -> int:
                     exit_code = proc.returncode or 1
                     stopping = True
             if not announced and not stopping:
-                announced = _healthy(url)
-                if announced:
-                    log.info("rerank-server is up at %s (Ctrl-C stops it)", url)
+                ready = probe.poll()
+                if ready is not None:
+                    announced = True
+                    log.info("%s", ready)
             time.sleep(0.2)
     finally:
         stop(children["api"], "api")
@@ -136,8 +141,42 @@ def run(settings: Settings) -> int:
     return exit_code
 
 
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+class ReadyProbe:
+    """Says once when the service answers, quietly: no log line and no ``/health`` call per probe while waiting.
+
+    It first looks in Redis for a worker's heartbeat (the model takes the longest to load), then asks
+    ``/health`` at most every :data:`~rerank_contract.defaults.UP_PROBE_INTERVAL_S`, so the API's access log
+    and ``/metrics`` do not fill with 503s.
+    """
+
+    def __init__(self, redis_url: str, url: str, interval_s: float = defaults.UP_PROBE_INTERVAL_S) -> None:
+        self.redis_url, self.url, self.interval_s = redis_url, url, interval_s
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO line per probe would bury the children's logs
+        self._next = 0.0
+        self._redis: Redis | None = None
+
+    def poll(self) -> str | None:
+        """The one-line "is up" message once the service is healthy, else None (and at most one probe per interval)."""
+        now = time.monotonic()
+        if now < self._next:
+            return None
+        self._next = now + self.interval_s
+        try:
+            self._redis = self._redis or connect(self.redis_url, socket_timeout=1.0)
+            names = self._redis.smembers(WORKERS_SET)
+            if not names or not self._redis.exists(
+                *(worker_key(n.decode() if isinstance(n, bytes) else n) for n in names)
+            ):
+                return None
+            response = httpx.get(f"{self.url}/health", timeout=1)
+        except (httpx.HTTPError, RedisError):
+            return None
+        if response.status_code != 200:
+            return None
+        health = response.json()
+        workers = health.get("workers_alive", 0)
+        self._redis.close()  # said once: no more probes
+        return (
+            f"the service is up at {self.url}/ : model {health.get('model')} on {health.get('device')}, "
+            f"{workers} worker{'s' if workers != 1 else ''} (API docs at {self.url}/docs; Ctrl-C stops it)"
+        )

@@ -14,7 +14,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from rerank_api import bulk, errors, metrics
+from rerank_api import bulk, docs, errors, metrics, page
 from rerank_api.auth import protection
 from rerank_api.dispatch import Dispatcher
 from rerank_api.formats import ROUTERS
@@ -70,14 +70,18 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description="Cross-encoder reranking over a Redis/RQ queue of resident-model workers.",
         lifespan=lifespan,
+        docs_url=None,  # served by rerank_api.docs from installed assets, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.state.metrics = metrics.Metrics(lambda: app.state.monitor.snapshot if hasattr(app.state, "monitor") else None)
     app.add_middleware(metrics.HttpMetrics, metrics=app.state.metrics)
     errors.install(app)
+    docs.install(app)
     app.include_router(router)
-    # /health, /docs and /openapi.json stay open; every rerank route, /info and /metrics need the key when one is set.
+    # /health, /docs, /redoc, /openapi.json and / stay open; rerank routes, /info, /metrics need the key when set.
     for protected in (*ROUTERS, bulk.router, metrics.router):
         app.include_router(protected, **protection(settings))
+    page.install(app, protection(settings))  # `/` open (it holds no data), its /v1/status protected
     return app

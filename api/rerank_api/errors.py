@@ -104,13 +104,39 @@ def responses(*types: ErrorType) -> dict[int | str, dict[str, Any]]:
     return out
 
 
-def describe_validation(exc: RequestValidationError) -> str:
-    """'candidates: Field required; query: Input should be a valid string' from pydantic's errors."""
+def describe_validation(exc: RequestValidationError, content_type: str | None = None) -> str:
+    """'candidates: Field required; query: Input should be a valid string' from pydantic's errors.
+
+    A body that is not JSON, or that was not read as JSON for want of a JSON ``Content-Type``, gets a
+    message saying what to fix instead of pydantic's.
+    """
     parts = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        if err.get("type") == "json_invalid":
+            where = f" at character {loc[0]}" if loc else ""
+            reason = (err.get("ctx") or {}).get("error", "JSON decode error")
+            parts.append(f"body is not valid JSON ({reason}{where}): send one JSON object")
+            continue
+        empty = err.get("type") == "missing" and err.get("input") in (None, b"", "")
+        if not loc and (empty or err.get("type") in ("model_attributes_type", "dict_type")):
+            parts.append(_not_an_object(content_type, empty))
+            continue
         parts.append(f"{'.'.join(loc) or 'body'}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
+
+
+def _not_an_object(content_type: str | None, empty: bool) -> str:
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        sent = f"Content-Type {media}" if media else "no Content-Type"
+        return (
+            f"body: the request has {sent}, so its body was not read as JSON: "
+            "send the header Content-Type: application/json (curl: -H 'Content-Type: application/json')"
+        )
+    if empty:
+        return "body: empty (or null): send one JSON object"
+    return "body: send one JSON object ({...}), not a list or value"
 
 
 def install(app: FastAPI) -> None:
@@ -121,8 +147,8 @@ def install(app: FastAPI) -> None:
         return error_response(exc.error_type, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(ErrorType.VALIDATION, describe_validation(exc))
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(ErrorType.VALIDATION, describe_validation(exc, request.headers.get("content-type")))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -9,6 +9,7 @@ Per-job timings and batch sizes are observed once, in ``ranking.py``, from each 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 
@@ -16,6 +17,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rerank_api.monitor import Snapshot
@@ -129,11 +131,41 @@ class HttpMetrics:
             await self.app(scope, receive, send_and_record)
         finally:
             self.metrics.in_flight.dec()
-            route = scope.get("route")  # set by the router on the scope it was handed: this one
-            label = getattr(route, "path", UNMATCHED)
             method = scope["method"]
+            label = route_label(scope)
             self.metrics.requests.labels(method, label, str(status)).inc()
             self.metrics.latency.labels(method, label).observe(time.perf_counter() - started)
+
+
+def route_label(scope: Scope) -> str:
+    """The template of the route that ``scope`` is for, or :data:`UNMATCHED` when no route has its path.
+
+    FastAPI's own routes put themselves on the scope; the docs routes do not, and a body refused
+    before routing (413) never reaches the router, so those are matched here against the app's route
+    templates (a wrong method still names the route: it exists).
+    """
+    route = scope.get("route")  # set by the router on the scope it was handed: this one
+    if route is not None:
+        return getattr(route, "path", UNMATCHED)
+    path = scope.get("path", "")
+    for template, pattern in _templates(scope.get("app")):
+        if pattern.match(path):
+            return template
+    return UNMATCHED
+
+
+def _templates(app: object) -> list[tuple[str, re.Pattern[str]]]:
+    """Every route template of ``app`` (its own routes and those in its OpenAPI schema), built once per app."""
+    cached = getattr(getattr(app, "state", None), "route_templates", None)
+    if cached is not None:
+        return cached
+    routes = [r for r in getattr(app, "routes", ()) if isinstance(getattr(r, "path", None), str)]
+    templates = [(r.path, getattr(r, "path_regex", None) or compile_path(r.path)[0]) for r in routes]
+    openapi = getattr(app, "openapi", None)
+    templates += [(p, compile_path(p)[0]) for p in (openapi().get("paths", {}) if callable(openapi) else ())]
+    if hasattr(app, "state"):
+        app.state.route_templates = templates
+    return templates
 
 
 router = APIRouter(tags=["service"])

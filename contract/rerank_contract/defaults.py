@@ -118,6 +118,8 @@ WORKER_EXIT_TIMEOUT_S = 90
 API_EXIT_TIMEOUT_S = 15
 #: ``up`` gives the private redis-server it starts this long to answer PING.
 PRIVATE_REDIS_START_S = 10
+#: ``up`` asks ``/health`` at most this often while the worker loads: one ready line soon after, no flood of 503s.
+UP_PROBE_INTERVAL_S = 1.0
 
 # --- clients (rerank_server.client, rerank-server bulk) ------------------------------------------
 

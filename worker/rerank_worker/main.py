@@ -39,6 +39,9 @@ def run(settings: Settings) -> int:
     """Run one worker process; returns its exit code."""
     try:
         scorer = scoring.load(settings)
+    except scoring.ModelUnavailable as exc:  # expected (offline, a wrong folder): one line, no traceback
+        log.error("%s", exc)
+        return EXIT_STARTUP_FAILED
     except Exception:
         log.exception("cannot load model %s", settings.model)
         return EXIT_STARTUP_FAILED

@@ -8,7 +8,9 @@ module that imports torch); ``fake`` is a torch-free word-overlap scorer, so the
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 from typing import ClassVar, Protocol
 
 from rerank_contract.jobs import InputTooLong, RerankPayload, ScoreMode, TruncationSide
@@ -86,17 +88,78 @@ def _clip(text: str, limit: int, side: TruncationSide) -> str:
     return " ".join(words[:limit] if side is TruncationSide.RIGHT else words[-limit:])
 
 
+class ModelUnavailable(RuntimeError):
+    """The model is neither a local folder nor in the Hugging Face cache, and cannot be downloaded now."""
+
+
+#: The two ways out, named in every :class:`ModelUnavailable` message.
+WAYS_OUT = (
+    "either serve a local folder (--model FOLDER or RERANK_MODEL=FOLDER; `rerank-server model build ./models/tiny` "
+    "makes a toy one offline, `rerank-server model fetch ./models/minilm` downloads a small real one), "
+    "or connect to the internet (with HF_HUB_OFFLINE unset) so the model can be downloaded"
+)
+
+
+class _DropNewModelNotice(logging.Filter):
+    """sentence-transformers says 'No modules.json found ..., initializing a new CrossEncoder model' for every
+    plain transformers folder; the weights are loaded all the same, so the line only misleads."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No modules.json found")
+
+
+def check_available(model: str, *, hub_timeout_s: float = 5.0) -> None:
+    """Raise :class:`ModelUnavailable` at once when loading ``model`` could only fail (after a minute of retries)."""
+    if Path(model).expanduser().exists():
+        return
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise ModelUnavailable(f"cannot load model {model}: there is no such folder; {WAYS_OUT}")
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        if isinstance(try_to_load_from_cache(model, "config.json"), str):
+            return  # downloaded before: loads offline
+    except ValueError:  # not a valid repository id
+        raise ModelUnavailable(f"cannot load model {model}: not a folder nor a Hugging Face id; {WAYS_OUT}") from None
+    if constants.HF_HUB_OFFLINE:
+        reason = "HF_HUB_OFFLINE is set"
+    else:
+        import httpx
+
+        try:
+            httpx.head(constants.ENDPOINT, timeout=hub_timeout_s)
+            return
+        except httpx.HTTPError as exc:
+            reason = f"{constants.ENDPOINT} cannot be reached ({type(exc).__name__}: {exc})"
+    raise ModelUnavailable(
+        f"cannot load model {model}: it is not a local folder nor in the Hugging Face cache, and {reason}; {WAYS_OUT}"
+    )
+
+
 def load(settings: Settings) -> Scorer:
-    """The scorer ``settings.scorer`` names, on ``settings.device``; torch is imported only for the real one."""
+    """The scorer ``settings.scorer`` names, on ``settings.device``; torch is imported only for the real one.
+
+    Raises :class:`ModelUnavailable` (a one-line reason and the ways out) when the model cannot be had.
+    """
     if settings.scorer == "fake":
         return FakeScorer(max_length=settings.max_length)
+    check_available(settings.model)
     from rerank_worker.device import resolve_device
     from rerank_worker.runtime import Reranker
 
-    return Reranker(
-        settings.model,
-        device=resolve_device(settings.device),
-        batch_size=settings.batch_size,
-        max_length=settings.max_length,
-        dtype=settings.dtype,
-    )
+    notice = _DropNewModelNotice()
+    st_logger = logging.getLogger("sentence_transformers.base.model")
+    st_logger.addFilter(notice)
+    try:
+        return Reranker(
+            settings.model,
+            device=resolve_device(settings.device),
+            batch_size=settings.batch_size,
+            max_length=settings.max_length,
+            dtype=settings.dtype,
+        )
+    except (OSError, ValueError) as exc:  # transformers: a folder or repository without a (reranker) model in it
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelUnavailable(f"cannot load model {settings.model}: {first.rstrip('.')}; {WAYS_OUT}") from exc
+    finally:
+        st_logger.removeFilter(notice)
