@@ -111,8 +111,11 @@ def test_tei_unknown_truncation_direction_is_422(client: TestClient) -> None:
     assert "truncation_direction" in assert_error(client.post("/rerank", json=body), 422, "validation")
 
 
-def test_tei_missing_texts_is_422(client: TestClient) -> None:
-    assert "texts: Field required" in assert_error(client.post("/rerank", json={"query": "q"}), 422, "validation")
+def test_tei_missing_texts_is_422_naming_both_lists(client: TestClient) -> None:
+    message = assert_error(client.post("/rerank", json={"query": "q"}), 422, "validation")
+    assert "`texts`" in message and "`documents`" in message and "required" in message
+    both = {"query": "q", "texts": ["a"], "documents": ["a"]}
+    assert "both `texts` and `documents`" in assert_error(client.post("/rerank", json=both), 422, "validation")
 
 
 def test_v2_missing_documents_is_422(client: TestClient) -> None:
@@ -225,9 +228,14 @@ def test_openapi_describes_every_format(client: TestClient) -> None:
 
     tei = request_schema("/rerank")
     assert {"query", "texts", "raw_scores", "return_text", "truncate", "truncation_direction"} <= set(tei["properties"])
-    tei_answer = ok_schema("/rerank")
-    assert tei_answer["type"] == "array"
-    assert set(schema_of(spec, tei_answer["items"])["properties"]) == {"index", "text", "score"}
+    assert {"documents", "top_n", "return_documents", "model", "instruction"} <= set(tei["properties"])
+    assert tei["oneOf"] == [{"required": ["texts"]}, {"required": ["documents"]}]
+    tei_array, infinity_answer = ok_schema("/rerank")["anyOf"]
+    assert tei_array["type"] == "array"
+    assert set(schema_of(spec, tei_array["items"])["properties"]) == {"index", "text", "score"}
+    assert {"object", "results", "usage", "model"} <= set(schema_of(spec, infinity_answer)["properties"])
+    for path in ("/v1/rerank", "/v2/rerank", "/rerank"):
+        assert "instruction" in request_schema(path)["properties"], path
     info = schema_of(spec, ok_schema("/info", "get"))
     assert {"model_id", "model_type", "max_input_length", "max_client_batch_size"} <= set(info["properties"])
 
