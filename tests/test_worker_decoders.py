@@ -36,13 +36,6 @@ MAX_LENGTH = 128
 
 
 @pytest.fixture(scope="session")
-def decoder_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("decoders")
-    hub = tiny_decoder.build(root / "hub")
-    return {"hub": hub, "st": tiny_decoder.build_st(hub, root / "st")}
-
-
-@pytest.fixture(scope="session")
 def decoders(decoder_dirs: dict[str, Path]):
     from rerank_worker.runtime import Reranker
 
