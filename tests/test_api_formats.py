@@ -245,3 +245,24 @@ def test_openapi_describes_every_format(client: TestClient) -> None:
         assert answers["413"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
     assert "truncate=false" not in paths["/v2/rerank"]["post"]["responses"]["413"]["description"]
     assert "truncate=false" in paths["/rerank"]["post"]["responses"]["413"]["description"]
+
+
+def test_a_401_carries_detail_for_jina_style_clients(keyed: TestClient) -> None:
+    """The Jina rerankers of LlamaIndex and Haystack raise ``KeyError: 'detail'`` on a body without it."""
+    body = {"model": "m", "query": "q", "documents": ["a"]}
+    response = keyed.post("/v1/rerank", json=body, headers={"authorization": "Bearer wrong"})
+    assert assert_error(response, 401, "unauthorized") == "wrong API key"
+    assert response.json()["detail"] == "wrong API key"
+
+
+@pytest.mark.parametrize("path", ["/v1/rerank", "/v2/rerank", "/rerank"])
+def test_a_non_string_instruction_is_422_naming_it(client: TestClient, path: str) -> None:
+    body = {"model": "m", "query": "q", "documents": ["a"], "instruction": 3}
+    assert "instruction" in assert_error(client.post(path, json=body), 422, "validation")
+
+
+def test_max_chunks_per_doc_must_be_a_positive_integer(client: TestClient) -> None:
+    body = {"query": "q", "documents": ["a"], "max_chunks_per_doc": 0}
+    assert "max_chunks_per_doc" in assert_error(client.post("/v1/rerank", json=body), 422, "validation")
+    body["max_chunks_per_doc"] = 2
+    assert_error(client.post("/v1/rerank", json=body), 503, "no_worker")
