@@ -7,7 +7,9 @@ so activated scores must still be the sigmoid of the logit difference, as in eve
 from __future__ import annotations
 
 import math
+import os
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,7 +103,7 @@ def test_every_format_passes_the_instruction_and_reports_tokens(decoder_stack: S
     assert infinity["object"] == "rerank" and infinity["usage"] == {"prompt_tokens": used, "total_tokens": used}
     best = sorted(want, key=lambda i: -want[i])[:2]
     assert [r["index"] for r in infinity["results"]] == best
-    assert [r["document"] for r in infinity["results"]] == [DOCS[i] for i in best]
+    assert [r["document"] for r in infinity["results"]] == [{"text": DOCS[i]} for i in best]
     assert all(0 <= r["relevance_score"] <= 1 for r in infinity["results"])
 
 
@@ -148,3 +150,84 @@ def test_tokens_counter_and_bulk_jobs_with_instructions(decoder_stack: Stack, re
     assert result["tokens"] == tokens(reference, DOCS, INSTRUCTION)
     want = dict(enumerate(sigmoid_predict(reference, DOCS, INSTRUCTION)))
     assert {r["index"]: r["score"] for r in result["items"][0]["results"]} == pytest.approx(want, abs=1e-5)
+
+
+# --- real client libraries, where they install (the test extra pins them) ------------------------------------
+
+KEY = "s3cret-key"
+
+
+@pytest.fixture(scope="module")
+def keyed_api(decoder_stack: Stack, decoder_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    """A second API with a key, in front of the same worker: clients must see the real error message."""
+    keyed = Stack(
+        decoder_stack.redis_url,
+        decoder_dirs["st"],
+        tmp_path_factory.mktemp("keyed-decoder-api"),
+        MAX_LENGTH=str(MAX_LENGTH),
+        API_KEY=KEY,
+    )
+    keyed.start_api()
+    yield keyed
+    keyed.stop()
+
+
+@pytest.fixture(scope="module")
+def litellm():
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no download of its price list
+    os.environ.setdefault("LITELLM_TELEMETRY", "False")
+    with warnings.catch_warnings():  # its own import warns (pydantic on its TypedDicts): not this project's concern
+        warnings.simplefilter("ignore")
+        return pytest.importorskip("litellm")
+
+
+#: The libraries' own warnings (their pydantic models, their HTTP clients) are not this project's to fix.
+LIBRARY_WARNINGS = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+
+
+@LIBRARY_WARNINGS
+@pytest.mark.parametrize(
+    ("provider", "instruction", "documents"),
+    [
+        # Infinity answers a returned document as a bare string, vLLM as {text}, to the same body: this server
+        # answers vLLM's (README), so LiteLLM's infinity/ provider is called without documents back.
+        ("infinity", None, False),
+        ("hosted_vllm", INSTRUCTION, True),
+        ("cohere", None, False),  # LiteLLM's cohere/ speaks /v2/rerank, which has no documents to return
+        ("jina_ai", None, True),
+    ],
+)
+def test_litellm_providers_get_the_order_and_scores(
+    keyed_api: Stack, reference, litellm, provider, instruction, documents
+) -> None:
+    options = {"api_base": keyed_api.url, "return_documents": documents}
+    extra = {"instruction": instruction} if instruction else {}
+    response = litellm.rerank(model=f"{provider}/m", query=QUERY, documents=DOCS, api_key=KEY, **options, **extra)
+    want = dict(enumerate(sigmoid_predict(reference, DOCS, instruction)))
+    got = [(r["index"], r["relevance_score"]) for r in response.results]
+    assert [i for i, _ in got] == sorted(want, key=lambda i: -want[i])
+    assert dict(got) == pytest.approx(want, abs=1e-5)
+    if documents:
+        assert [r["document"]["text"] for r in response.results] == [DOCS[i] for i, _ in got]
+    with pytest.raises(Exception, match="wrong API key"):
+        litellm.rerank(model=f"{provider}/m", query=QUERY, documents=DOCS, api_key="wrong", **options)
+
+
+@LIBRARY_WARNINGS
+def test_jina_haystack_ranker_reads_usage_and_the_error_detail(keyed_api: Stack, reference) -> None:
+    os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jina = pytest.importorskip("haystack_integrations.components.rankers.jina")
+    from haystack import Document
+    from haystack.utils import Secret
+
+    ranker = jina.JinaRanker(api_key=Secret.from_token(KEY), base_url=f"{keyed_api.url}/v1/rerank", model="m")
+    out = ranker.run(query=QUERY, documents=[Document(content=d) for d in DOCS])
+    want = dict(enumerate(sigmoid_predict(reference, DOCS, None)))
+    assert [d.content for d in out["documents"]] == [DOCS[i] for i in sorted(want, key=lambda i: -want[i])]
+    assert [d.score for d in out["documents"]] == pytest.approx(sorted(want.values(), reverse=True), abs=1e-5)
+    assert out["meta"]["usage"]["total_tokens"] == tokens(reference, DOCS, None)
+    wrong = jina.JinaRanker(api_key=Secret.from_token("wrong"), base_url=f"{keyed_api.url}/v1/rerank", model="m")
+    with pytest.raises(RuntimeError, match="wrong API key"):
+        wrong.run(query=QUERY, documents=[Document(content=d) for d in DOCS])

@@ -17,10 +17,14 @@ from rerank_api.formats.common import Usage, response_id, usage
 from rerank_api.ranking import Ranked
 
 
+class DocumentText(BaseModel):
+    text: str
+
+
 class InfinityResult(BaseModel):
     relevance_score: float
     index: int
-    document: str | None = Field(None, description="The document, when `return_documents` is true.")
+    document: DocumentText | None = Field(None, description="The document as `{text}`, when `return_documents`.")
 
 
 class InfinityResponse(BaseModel):
@@ -39,7 +43,9 @@ def answer(ranked: Ranked, documents: list[str], return_documents: bool) -> Infi
         model=ranked.model,
         results=[
             InfinityResult(
-                relevance_score=r.score, index=r.index, document=documents[r.index] if return_documents else None
+                relevance_score=r.score,
+                index=r.index,
+                document=DocumentText(text=documents[r.index]) if return_documents else None,
             )
             for r in ranked.results
         ],

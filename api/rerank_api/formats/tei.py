@@ -58,6 +58,9 @@ class TeiRerankRequest(BaseModel):
     return_documents: bool = Field(False, description="Infinity / vLLM format: echo each document.")
     instruction: Instruction = None
     max_chunks_per_doc: MaxChunks = None
+    max_tokens_per_doc: Annotated[int, Field(strict=True, ge=1)] | None = Field(
+        None, description="Cut each text to this many tokens before scoring (as Cohere v2 and vLLM)."
+    )
     raw_scores: bool = Field(False, description="Raw logits instead of sigmoid scores in [0, 1].")
     return_text: bool = Field(False, description="Echo each text in the results.")
     truncate: bool | None = Field(
@@ -131,6 +134,7 @@ async def rerank_tei(body: TeiRerankRequest, ranker: RankerDep) -> Any:
         truncation_side=body.truncation_direction,
         instruction=body.instruction,
         max_chunks_per_doc=body.max_chunks_per_doc,
+        max_tokens_per_doc=body.max_tokens_per_doc,
     )
     ranked = await ranker.rank(payload, body.top_n)
     if body.documents is not None:
