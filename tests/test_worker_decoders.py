@@ -133,12 +133,18 @@ def test_left_truncation_keeps_the_end_the_model_then_reads(decoders, cross_enco
     assert raw == pytest.approx(predict_raw(model, [(QUERY, kept)]), abs=1e-5)
 
 
-def test_huge_position_limit_gets_the_default_cap(tmp_path: Path) -> None:
-    from rerank_worker.runtime import Reranker
+def test_huge_position_limit_gets_the_default_cap(tmp_path: Path, decoder_dirs, monkeypatch) -> None:
+    from rerank_worker import runtime
 
     folder = tiny_decoder.build(tmp_path / "long", positions=40_960)
-    assert Reranker(str(folder), device="cpu", batch_size=8, max_length=None).max_length == MODEL_MAX_LENGTH_CAP
-    assert Reranker(str(folder), device="cpu", batch_size=8, max_length=16_384).max_length == 16_384
+    assert runtime.Reranker(str(folder), device="cpu", batch_size=8, max_length=None).max_length == MODEL_MAX_LENGTH_CAP
+    assert runtime.Reranker(str(folder), device="cpu", batch_size=8, max_length=16_384).max_length == 16_384
+    monkeypatch.setattr(runtime, "MODEL_MAX_LENGTH_CAP", 100)  # the cap is what the model then reads
+    capped = runtime.Reranker(str(decoder_dirs["hub"]), device="cpu", batch_size=8, max_length=None)
+    long = " ".join(["cooking recipes"] * 100)
+    assert capped.max_length == 100 and rendered_length(capped, long) > 100
+    assert int(capped.model.preprocess([(QUERY, long)])["attention_mask"].sum()) == 100
+    assert capped.prepare(RerankPayload(query=QUERY, candidates=[long])).tokens == 100
 
 
 def test_a_template_that_cannot_render_a_pair_fails_the_start(tmp_path: Path) -> None:
