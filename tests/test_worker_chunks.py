@@ -127,3 +127,16 @@ def test_bulk_jobs_chunk_long_documents_as_sync_jobs_do(reranker) -> None:
     assert result.items[0].results[0].index == 3
     assert {r.index: r.score for r in result.items[0].results} == pytest.approx(dict(enumerate(want.scores[0])))
     assert result.tokens == want.tokens[0]
+
+
+def test_bulk_jobs_carry_new_fields_only_when_set() -> None:
+    """Workers older than ``instruction`` and ``max_chunks_per_doc`` refuse payloads naming them, even as null."""
+    from rerank_contract.bulk_jobs import BulkJobs
+    from rerank_contract.jobs import BulkPayload
+
+    bulk_jobs = BulkJobs(fakeredis.FakeStrictRedis(), job_timeout_s=60, result_ttl_s=60, failure_ttl_s=60, retries=0)
+    plain = bulk_jobs.fetch(bulk_jobs.submit(BulkPayload(items=[{"query": "q", "candidates": ["a"]}])))
+    assert set(plain.args[0]) == {"items", "score_mode"}
+    instructed = BulkPayload(items=[{"query": "q", "candidates": ["a"]}], instruction="i", max_chunks_per_doc=2)
+    job = bulk_jobs.fetch(bulk_jobs.submit(instructed))
+    assert BulkPayload.model_validate(job.args[0]) == instructed
