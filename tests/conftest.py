@@ -66,11 +66,22 @@ def reranker(model_dir: Path):
     return Reranker(str(model_dir), device="cpu", batch_size=16, max_length=None)
 
 
+@pytest.fixture(scope="session")
+def decoder_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny Qwen3-Reranker-style decoder reranker in both folder layouts: ``hub`` (plain transformers, as the
+    hub ships it) and ``st`` (saved by sentence-transformers, activation Identity). Random weights."""
+    from tests import tiny_decoder
+
+    root = tmp_path_factory.mktemp("decoders")
+    hub = tiny_decoder.build(root / "hub")
+    return {"hub": hub, "st": tiny_decoder.build_st(hub, root / "st")}
+
+
 def assert_error(response: httpx.Response, status: int, error_type: str) -> str:
-    """Check an error answer's status and ``{"error", "error_type"}`` body; returns the message."""
+    """Check an error answer's status and ``{"error", "error_type", "detail"}`` body; returns the message."""
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error", "error_type"}
+    assert set(body) == {"error", "error_type", "detail"} and body["detail"] == body["error"]
     assert body["error_type"] == error_type
     return body["error"]
 

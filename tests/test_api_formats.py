@@ -111,8 +111,11 @@ def test_tei_unknown_truncation_direction_is_422(client: TestClient) -> None:
     assert "truncation_direction" in assert_error(client.post("/rerank", json=body), 422, "validation")
 
 
-def test_tei_missing_texts_is_422(client: TestClient) -> None:
-    assert "texts: Field required" in assert_error(client.post("/rerank", json={"query": "q"}), 422, "validation")
+def test_tei_missing_texts_is_422_naming_both_lists(client: TestClient) -> None:
+    message = assert_error(client.post("/rerank", json={"query": "q"}), 422, "validation")
+    assert "`texts`" in message and "`documents`" in message and "required" in message
+    both = {"query": "q", "texts": ["a"], "documents": ["a"]}
+    assert "both `texts` and `documents`" in assert_error(client.post("/rerank", json=both), 422, "validation")
 
 
 def test_v2_missing_documents_is_422(client: TestClient) -> None:
@@ -225,9 +228,14 @@ def test_openapi_describes_every_format(client: TestClient) -> None:
 
     tei = request_schema("/rerank")
     assert {"query", "texts", "raw_scores", "return_text", "truncate", "truncation_direction"} <= set(tei["properties"])
-    tei_answer = ok_schema("/rerank")
-    assert tei_answer["type"] == "array"
-    assert set(schema_of(spec, tei_answer["items"])["properties"]) == {"index", "text", "score"}
+    assert {"documents", "top_n", "return_documents", "model", "instruction"} <= set(tei["properties"])
+    assert tei["oneOf"] == [{"required": ["texts"]}, {"required": ["documents"]}]
+    tei_array, infinity_answer = ok_schema("/rerank")["anyOf"]
+    assert tei_array["type"] == "array"
+    assert set(schema_of(spec, tei_array["items"])["properties"]) == {"index", "text", "score"}
+    assert {"object", "results", "usage", "model"} <= set(schema_of(spec, infinity_answer)["properties"])
+    for path in ("/v1/rerank", "/v2/rerank", "/rerank"):
+        assert "instruction" in request_schema(path)["properties"], path
     info = schema_of(spec, ok_schema("/info", "get"))
     assert {"model_id", "model_type", "max_input_length", "max_client_batch_size"} <= set(info["properties"])
 
@@ -237,3 +245,24 @@ def test_openapi_describes_every_format(client: TestClient) -> None:
         assert answers["413"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
     assert "truncate=false" not in paths["/v2/rerank"]["post"]["responses"]["413"]["description"]
     assert "truncate=false" in paths["/rerank"]["post"]["responses"]["413"]["description"]
+
+
+def test_a_401_carries_detail_for_jina_style_clients(keyed: TestClient) -> None:
+    """The Jina rerankers of LlamaIndex and Haystack raise ``KeyError: 'detail'`` on a body without it."""
+    body = {"model": "m", "query": "q", "documents": ["a"]}
+    response = keyed.post("/v1/rerank", json=body, headers={"authorization": "Bearer wrong"})
+    assert assert_error(response, 401, "unauthorized") == "wrong API key"
+    assert response.json()["detail"] == "wrong API key"
+
+
+@pytest.mark.parametrize("path", ["/v1/rerank", "/v2/rerank", "/rerank"])
+def test_a_non_string_instruction_is_422_naming_it(client: TestClient, path: str) -> None:
+    body = {"model": "m", "query": "q", "documents": ["a"], "instruction": 3}
+    assert "instruction" in assert_error(client.post(path, json=body), 422, "validation")
+
+
+def test_max_chunks_per_doc_must_be_a_positive_integer(client: TestClient) -> None:
+    body = {"query": "q", "documents": ["a"], "max_chunks_per_doc": 0}
+    assert "max_chunks_per_doc" in assert_error(client.post("/v1/rerank", json=body), 422, "validation")
+    body["max_chunks_per_doc"] = 2
+    assert_error(client.post("/v1/rerank", json=body), 503, "no_worker")

@@ -136,7 +136,9 @@ def test_killed_worker_loses_nothing(make_stack, own_redis: RedisServer, cross_e
         assert response.status_code == 503, response.text  # never a 500
         body = response.json()
         # The only worker died: a held job's caller hears worker_lost; a request sent after it, no_worker.
-        assert set(body) == {"error", "error_type"} and body["error_type"] in ("worker_lost", "no_worker"), body
+        assert set(body) == {"error", "error_type", "detail"} and body["error_type"] in ("worker_lost", "no_worker"), (
+            body
+        )
         refused.append(body)
     assert sum(r.status_code == 200 for _, r, _ in outcomes) >= 10
     # Each held job's caller was still waiting (no other client enqueues), and is told its worker died.

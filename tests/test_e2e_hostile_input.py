@@ -155,7 +155,7 @@ def test_hostile_input_gets_a_json_answer_and_the_worker_survives(
     assert response.headers["content-type"] == JSON
     body = response.json()
     if case.status >= 400:
-        assert set(body) == {"error", "error_type"}, body
+        assert set(body) == {"error", "error_type", "detail"}, body
         assert STATUS[ErrorType(body["error_type"])] == response.status_code, body
     if case.status == 200 and case.path == "/v1/rerank":
         sent = json.loads(case.body)

@@ -29,26 +29,28 @@ def test_clip_keeps_exactly_the_first_or_last_tokens(reranker, side: TruncationS
     assert ids(reranker, cut) == ids(reranker, TEXT)[kept]
 
 
-def test_default_payload_is_not_tokenized(reranker) -> None:
-    payload = RerankPayload(query=QUERY, candidates=[" ".join([TEXT] * 50)])
-    assert reranker.prepare(payload) is payload.candidates  # the model's own truncation does the work
+def test_default_payload_is_cut_by_the_model_and_counted_at_max_length(reranker) -> None:
+    payload = RerankPayload(query=QUERY, candidates=[" ".join([TEXT] * 50), TEXT])
+    prepared = reranker.prepare(payload)
+    assert prepared.texts == payload.candidates and prepared.owners is None  # the model's own truncation cuts
+    assert prepared.tokens == 64 + len(reranker.model.tokenizer(QUERY, TEXT)["input_ids"])
 
 
 def test_max_tokens_per_doc_cuts_each_candidate(reranker) -> None:
     payload = RerankPayload(query=QUERY, candidates=[TEXT, "deep"], max_tokens_per_doc=2)
-    assert reranker.prepare(payload) == ["deep learning", "deep"]
+    assert reranker.prepare(payload).texts == ["deep learning", "deep"]
 
 
 def test_left_truncation_keeps_what_fits_after_the_query(reranker) -> None:
     long = " ".join(["cooking"] * 70) + " " + TEXT
-    (kept,) = reranker.prepare(RerankPayload(query=QUERY, candidates=[long], truncation_side="left"))
+    (kept,) = reranker.prepare(RerankPayload(query=QUERY, candidates=[long], truncation_side="left")).texts
     assert ids(reranker, kept) == ids(reranker, long)[-59:]
 
 
 def test_truncate_false_accepts_a_pair_of_exactly_max_length(reranker) -> None:
     fits = " ".join(["cooking"] * 59)
     payload = RerankPayload(query=QUERY, candidates=[fits], truncate=False)
-    assert reranker.prepare(payload) == [fits]
+    assert reranker.prepare(payload).texts == [fits]
     with pytest.raises(InputTooLong, match="candidate 1 with the query is 65 tokens, the model takes at most 64"):
         reranker.prepare(RerankPayload(query=QUERY, candidates=[fits, fits + " cooking"], truncate=False))
 

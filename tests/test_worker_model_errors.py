@@ -11,8 +11,8 @@ from huggingface_hub import constants
 
 from rerank_contract.defaults import EXIT_STARTUP_FAILED
 from rerank_contract.settings import Settings
-from rerank_worker import main, scoring
-from rerank_worker.scoring import ModelUnavailable, check_available
+from rerank_worker import main, model_source, scoring
+from rerank_worker.model_source import ModelUnavailable, check_available
 
 
 def _ways_out(message: str) -> None:
@@ -64,7 +64,7 @@ def test_the_worker_logs_one_line_without_a_traceback(
 
 
 def test_the_new_model_notice_is_dropped_other_lines_kept() -> None:
-    notice = scoring._DropNewModelNotice()
+    notice = model_source.DropNewModelNotice()
 
     def record(message: str) -> logging.LogRecord:
         return logging.LogRecord("sentence_transformers.base.model", logging.INFO, "", 0, message, None, None)

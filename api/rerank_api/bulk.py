@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
 from rerank_api.errors import ApiError, ErrorType, responses
+from rerank_api.formats.common import Instruction, MaxChunks
 from rerank_api.limits import check_texts
 from rerank_contract.bulk_jobs import AlreadyDone, BulkJobs, JobState, Status, UnknownJob
 from rerank_contract.jobs import BulkItem, BulkPayload, ScoreMode
@@ -42,6 +43,8 @@ class BulkJobRequest(BaseModel):
 
     items: list[BulkItem]
     score_mode: ScoreMode = Field(ScoreMode.ACTIVATED, description="`raw` for logits instead of activated scores.")
+    instruction: Instruction = None
+    max_chunks_per_doc: MaxChunks = None
 
 
 class BulkJobAccepted(BaseModel):
@@ -80,8 +83,9 @@ router = APIRouter(prefix="/v1/jobs", tags=["bulk jobs"])
 async def submit(body: BulkJobRequest, request: Request, response: Response, bulk_jobs: BulkJobsDep):
     """Queue the items and answer at once with the job's id; poll ``status_url`` for progress and results.
     Accepted even while no worker runs: the job waits in Redis."""
-    payload = BulkPayload(items=body.items, score_mode=body.score_mode)
-    check_texts((text for item in payload.items for text in (item.query, *item.candidates)), request.app.state.settings)
+    payload = BulkPayload(**body.model_dump(exclude_unset=True))
+    texts = (text for item in payload.items for text in (item.query, *item.candidates))
+    check_texts([*texts, payload.instruction or ""], request.app.state.settings)
     limit = request.app.state.settings.bulk_max_pairs
     if payload.pairs > limit:
         raise ApiError(

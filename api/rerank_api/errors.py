@@ -1,6 +1,7 @@
 """One table of error types, their status codes and their JSON body, used by every route.
 
-Every error answer is ``{"error": <what went wrong>, "error_type": <ErrorType>}``; the OpenAPI
+Every error answer is ``{"error": <what went wrong>, "error_type": <ErrorType>, "detail": <the same message>}``
+(``detail`` is what Jina's and FastAPI's clients read); the OpenAPI
 ``responses`` of each route come from :func:`responses` over the same table.
 """
 
@@ -12,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -74,6 +75,7 @@ DESCRIPTION: dict[ErrorType, str] = {
 class ErrorBody(BaseModel):
     error: str
     error_type: ErrorType
+    detail: str = Field(description="The same message as `error`, where Jina's and FastAPI's clients look for it.")
 
 
 class ApiError(Exception):
@@ -91,7 +93,7 @@ class ApiError(Exception):
 
 
 def error_response(error_type: ErrorType, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = ErrorBody(error=message, error_type=error_type).model_dump(mode="json")
+    body = ErrorBody(error=message, error_type=error_type, detail=message).model_dump(mode="json")
     return JSONResponse(body, status_code=STATUS[error_type], headers=headers)
 
 
@@ -163,7 +165,9 @@ def install(app: FastAPI) -> None:
         }.get(exc.status_code)
         if error_type is None:
             return JSONResponse(
-                {"error": str(exc.detail), "error_type": "http"}, status_code=exc.status_code, headers=exc.headers
+                {"error": str(exc.detail), "error_type": "http", "detail": str(exc.detail)},
+                status_code=exc.status_code,
+                headers=exc.headers,
             )
         return error_response(error_type, str(exc.detail), exc.headers)  # 405 keeps its `Allow` header
 

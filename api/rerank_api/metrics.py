@@ -91,6 +91,9 @@ class Metrics:
             buckets=_POWERS_OF_TWO,
             registry=r,
         )
+        self.tokens = Counter(
+            "rerank_tokens", "Tokens rerank jobs put through the model (template and chunks included).", registry=r
+        )
         r.register(_SnapshotCollector(snapshot))
 
     def observe_job(self, result: RerankResult) -> None:
@@ -101,6 +104,8 @@ class Metrics:
             self.batch_jobs.observe(result.batch_jobs)
         if result.batch_pairs is not None:
             self.batch_pairs.observe(result.batch_pairs)
+        if result.tokens is not None:
+            self.tokens.inc(result.tokens)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

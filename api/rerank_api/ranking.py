@@ -15,7 +15,7 @@ from fastapi import Depends, Request, Response
 from rerank_api.deps import DispatcherDep, MetricsDep, MonitorDep, SettingsDep
 from rerank_api.dispatch import Dispatcher
 from rerank_api.errors import ErrorType
-from rerank_api.limits import check_limits
+from rerank_api.limits import check_limits, check_texts
 from rerank_api.metrics import Metrics
 from rerank_api.monitor import WorkerMonitor
 from rerank_contract.jobs import RerankPayload, ScoredIndex
@@ -36,11 +36,15 @@ RERANK_ERRORS = (
 
 @dataclass(frozen=True)
 class Ranked:
-    """Scored candidates, best first, cut to ``top_n``; ``total_ms`` is the API's time on the request."""
+    """Scored candidates, best first, cut to ``top_n``; ``total_ms`` is the API's time on the request.
+
+    ``tokens``: what the model read for the request (template, instruction and chunks included); 0 when
+    nothing was scored, None from a worker older than token counts."""
 
     results: list[ScoredIndex]
     model: str
     total_ms: float
+    tokens: int | None = 0
 
 
 def _ms(seconds: float) -> float:
@@ -70,6 +74,8 @@ class Ranker:
     async def rank(self, payload: RerankPayload, top_n: int | None = None) -> Ranked:
         """Score ``payload`` on a worker; an empty candidate list answers at once without a job."""
         check_limits(payload.query, payload.candidates, self._settings)
+        if payload.instruction:
+            check_texts([payload.instruction], self._settings)
         if not payload.candidates:
             return Ranked(results=[], model=self._model_name(), total_ms=_ms(time.perf_counter() - self._started))
         result = await self._dispatcher.run(payload, gone=self._request.is_disconnected)
@@ -82,7 +88,9 @@ class Ranker:
                 "x-total-time": str(total_ms),
             }
         )
-        return Ranked(results=result.results[:top_n], model=result.model, total_ms=total_ms)
+        if result.tokens is not None:
+            self._response.headers["x-compute-tokens"] = str(result.tokens)  # TEI's header
+        return Ranked(results=result.results[:top_n], model=result.model, total_ms=total_ms, tokens=result.tokens)
 
     def _model_name(self) -> str:
         """The live workers' model when they agree on one, else the configured one."""

@@ -89,7 +89,7 @@ class BulkJobs:
         """Enqueue ``payload``; it stays queued (no TTL) until a worker takes it, and runs again if its worker dies."""
         job = self._queue.enqueue(
             BULK_JOB,
-            payload.model_dump(mode="json"),
+            payload.model_dump(mode="json", exclude_none=True),  # unset new fields stay readable by older workers
             job_timeout=self._job_timeout_s,
             result_ttl=self._result_ttl_s,
             failure_ttl=self._failure_ttl_s,

@@ -32,6 +32,10 @@ BULK_CHUNK_PAIRS = 256
 WARMUP = True
 #: The real model; ``fake`` exists so the worker's plumbing can be tested and shown without torch or weights.
 SCORER = "cross-encoder"
+#: None: the model's own default prompt if it saved one (Qwen3-Reranker's folders on the hub save none).
+INSTRUCTION = None
+#: None: a too-long document is cut, as every peer server does; chunking multiplies the work per document.
+MAX_CHUNKS_PER_DOC = None
 #: Frequent enough that a dead worker is noticed within HEARTBEAT_TTL_S; one small Redis write each.
 HEARTBEAT_INTERVAL_S = 1.0
 #: Three intervals: a live worker may miss two beats (a long GC pause, a slow Redis) before it counts as dead.
@@ -101,6 +105,11 @@ WORKER_TTL_S = 60
 POP_GROUP = 16
 #: How long one ``execute_job`` keeps feeding the model before RQ's own loop runs its upkeep again.
 PIPELINE_S = 5.0
+
+#: Max tokens per pair when RERANK_MAX_LENGTH is unset and the model's own limit is larger: bge-reranker-v2-m3's
+#: 8192 stays whole, while a decoder's huge position limit (40,960 for Qwen3-Reranker-0.6B) would let one pair
+#: take seconds and gigabytes of attention; RERANK_MAX_LENGTH raises it.
+MODEL_MAX_LENGTH_CAP = 8192
 
 # --- processes and their supervisors (rerank_server: up, launchd; systemd/ and compose/ agree) -----
 

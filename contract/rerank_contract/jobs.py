@@ -86,6 +86,18 @@ class RerankPayload(BaseModel):
     )
     truncation_side: TruncationSide = TruncationSide.RIGHT
     max_tokens_per_doc: int | None = Field(None, ge=1, description="Cut each candidate to this many tokens first.")
+    # Optional fields added later: older clients leave them out, and the API sends them only when set.
+    instruction: str | None = Field(
+        None,
+        description="Task instruction, given to the model as sentence-transformers' prompt (a system message for "
+        "chat-template models, a prefix of the query for others); None: the worker's RERANK_INSTRUCTION.",
+    )
+    max_chunks_per_doc: int | None = Field(
+        None,
+        ge=1,
+        description="Split a candidate too long for the model into at most this many chunks that fit beside the "
+        "query, and score it by its best chunk; None: cut it (truncation).",
+    )
 
 
 class InputTooLong(ValueError):
@@ -124,6 +136,7 @@ class RerankResult(BaseModel):
     # None in results of workers older than these fields.
     batch_jobs: int | None = Field(None, description="Jobs scored in the same model call as this one (1: alone).")
     batch_pairs: int | None = Field(None, description="(query, text) pairs in that model call, this job's included.")
+    tokens: int | None = Field(None, description="Tokens this job put through the model: template and chunks included.")
 
 
 class BulkItem(BaseModel):
@@ -143,6 +156,8 @@ class BulkPayload(BaseModel):
 
     items: list[BulkItem]
     score_mode: ScoreMode = ScoreMode.ACTIVATED
+    instruction: UnicodeStr | None = Field(None, description="As RerankPayload's, for every item.")
+    max_chunks_per_doc: int | None = Field(None, ge=1, description="As RerankPayload's, for every item.")
 
     @property
     def pairs(self) -> int:
@@ -163,6 +178,7 @@ class BulkResult(BaseModel):
     worker: str
     pairs: int
     inference_ms: float
+    tokens: int | None = Field(None, description="Tokens the job put through the model; None from older workers.")
 
 
 class Progress(BaseModel):

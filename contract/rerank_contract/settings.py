@@ -68,6 +68,16 @@ class Settings(BaseSettings):
         defaults.SCORER,
         description="cross-encoder: the model above; fake: a torch-free word-overlap scorer, to test the plumbing.",
     )
+    instruction: str | None = Field(
+        defaults.INSTRUCTION,
+        description="Instruction for requests that send none (the model's prompt); default: the model's saved one.",
+    )
+    max_chunks_per_doc: int | None = Field(
+        defaults.MAX_CHUNKS_PER_DOC,
+        ge=1,
+        description="Score a too-long document by its best of at most this many chunks (requests that do not say); "
+        "default: cut it.",
+    )
 
     # --- API / facade ------------------------------------------------------------------------
     host: str = defaults.HOST

@@ -133,16 +133,16 @@ class SyncBatches:
             if alarm:
                 longest = max(rq_seam.job_timeout(m.job) for m in members)
                 with rq_seam.time_limit(self._worker, longest, members[0].job):
-                    scores, inference_ms = jobs.score_payloads(self._scorer, payloads)
+                    scored = jobs.score_payloads(self._scorer, payloads)
             else:
-                scores, inference_ms = jobs.score_payloads(self._scorer, payloads)
+                scored = jobs.score_payloads(self._scorer, payloads)
         except Exception:
             error = sys.exc_info()
             for one in members:
                 one.error = error  # type: ignore[assignment]
             return
         pairs = sum(len(p.candidates) for p in payloads)
-        for one, job_scores in zip(members, scores, strict=True):
+        for one, job_scores, tokens in zip(members, scored.scores, scored.tokens, strict=True):
             job = one.job
             assert job.started_at is not None
             queue_ms = (job.started_at - job.enqueued_at).total_seconds() * 1000 if job.enqueued_at else 0.0
@@ -151,9 +151,10 @@ class SyncBatches:
                 job_scores,
                 worker=self._worker.name,
                 queue_ms=queue_ms,
-                inference_ms=inference_ms,
+                inference_ms=scored.inference_ms,
                 batch_jobs=len(members),
                 batch_pairs=pairs,
+                tokens=tokens,
             )
 
     def finish(self, batch: list[Member]) -> None:

@@ -44,17 +44,20 @@ def run(
             (raw,) = job.args
             payload = BulkPayload.model_validate(raw)
             scores = [[0.0] * len(item.candidates) for item in payload.items]
+            tokens = [0] * len(payload.items)
             done, inference_s = 0, 0.0
             _record(job, Progress(done=0, total=payload.pairs))
             for chunk in jobs.chunks(payload, chunk_pairs):
                 started = time.perf_counter()
-                done += jobs.score_chunk(scorer, payload, chunk, scores)
+                done += jobs.score_chunk(scorer, payload, chunk, scores, tokens)
                 inference_s += time.perf_counter() - started
                 _record(job, Progress(done=done, total=payload.pairs))
                 if done < payload.pairs:
                     between_chunks()
                     rq_seam.keep_alive(worker, running)
-            result = jobs.bulk_result(scorer, payload, scores, worker=worker.name, inference_ms=inference_s * 1000)
+            result = jobs.bulk_result(
+                scorer, payload, scores, worker=worker.name, inference_ms=inference_s * 1000, tokens=tokens
+            )
     except JobCancelled:
         rq_seam.fail(worker, running, sys.exc_info(), now(), stopped=True)  # type: ignore[arg-type]
         return False

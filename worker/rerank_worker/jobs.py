@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from rerank_contract.jobs import BulkItemResult, BulkPayload, BulkResult, RerankPayload, RerankResult, ScoreMode, rank
@@ -20,22 +21,38 @@ from rerank_worker.scoring import Scorer
 Slice = tuple[int, int, int]
 
 
-def score_payloads(scorer: Scorer, payloads: list[RerankPayload]) -> tuple[list[list[float]], float]:
-    """Scores for each payload in input order, from one model call per score mode, and the time it took (ms).
+@dataclass(frozen=True)
+class Scored:
+    """What :func:`score_payloads` gives back, per payload in input order, and the time it took."""
 
-    Candidates pass their payload's length rules first (``truncate=false`` may raise InputTooLong).
+    scores: list[list[float]]
+    tokens: list[int]
+    inference_ms: float
+
+
+def score_payloads(scorer: Scorer, payloads: list[RerankPayload]) -> Scored:
+    """Scores for each payload in input order, from one model call per (score mode, instruction).
+
+    Candidates pass their payload's length rules first (``truncate=false`` may raise InputTooLong); a
+    chunked candidate gets its best chunk's score. Payloads with different instructions never share a call:
+    the instruction is part of every input the model reads.
     """
     started = time.perf_counter()
-    candidates = [scorer.prepare(p) for p in payloads]
+    prepared = [scorer.prepare(p) for p in payloads]
     scores: list[list[float]] = [[] for _ in payloads]
-    for mode in ScoreMode:
-        members = [i for i, p in enumerate(payloads) if p.score_mode is mode and p.candidates]
-        if not members:
-            continue
-        grouped = scorer.score_many([(payloads[i].query, candidates[i]) for i in members], mode)
+    groups: dict[tuple[ScoreMode, str | None], list[int]] = {}
+    for i, p in enumerate(payloads):
+        if p.candidates:
+            groups.setdefault((p.score_mode, p.instruction), []).append(i)
+    for (mode, instruction), members in groups.items():
+        requests = [(payloads[i].query, prepared[i].texts) for i in members]
+        # A scorer is asked for an instruction only when there is one, so scorers written before them still work.
+        grouped = (
+            scorer.score_many(requests, mode) if instruction is None else scorer.score_many(requests, mode, instruction)
+        )
         for i, group_scores in zip(members, grouped, strict=True):
-            scores[i] = group_scores
-    return scores, (time.perf_counter() - started) * 1000
+            scores[i] = prepared[i].best(group_scores, len(payloads[i].candidates))
+    return Scored(scores, [p.tokens for p in prepared], (time.perf_counter() - started) * 1000)
 
 
 def rerank_result(
@@ -47,6 +64,7 @@ def rerank_result(
     inference_ms: float,
     batch_jobs: int,
     batch_pairs: int,
+    tokens: int | None = None,
 ) -> dict[str, Any]:
     """The contract's result for one sync job; ``batch_*`` describe the model call that scored it."""
     return RerankResult(
@@ -58,6 +76,7 @@ def rerank_result(
         inference_ms=round(inference_ms, 3),
         batch_jobs=batch_jobs,
         batch_pairs=batch_pairs,
+        tokens=tokens,
     ).model_dump(mode="json")
 
 
@@ -79,18 +98,41 @@ def chunks(payload: BulkPayload, chunk_pairs: int) -> Iterator[list[Slice]]:
         yield chunk
 
 
-def score_chunk(scorer: Scorer, payload: BulkPayload, chunk: list[Slice], scores: list[list[float]]) -> int:
-    """Score one chunk into ``scores`` (per item, input order); returns its pairs."""
-    values = scorer.score_many(
-        [(payload.items[i].query, payload.items[i].candidates[a:b]) for i, a, b in chunk], payload.score_mode
-    )
-    for (i, a, b), chunk_scores in zip(chunk, values, strict=True):
+def score_chunk(
+    scorer: Scorer,
+    payload: BulkPayload,
+    chunk: list[Slice],
+    scores: list[list[float]],
+    tokens: list[int] | None = None,
+) -> int:
+    """Score one chunk into ``scores`` (per item, input order), adding its tokens to ``tokens`` (per item);
+    returns its pairs. Each slice runs the sync path's length rules, instruction and chunking."""
+    payloads = [
+        RerankPayload(
+            query=payload.items[i].query,
+            candidates=payload.items[i].candidates[a:b],
+            score_mode=payload.score_mode,
+            instruction=payload.instruction,
+            max_chunks_per_doc=payload.max_chunks_per_doc,
+        )
+        for i, a, b in chunk
+    ]
+    scored = score_payloads(scorer, payloads)
+    for (i, a, b), chunk_scores, chunk_tokens in zip(chunk, scored.scores, scored.tokens, strict=True):
         scores[i][a:b] = chunk_scores
+        if tokens is not None:
+            tokens[i] += chunk_tokens
     return sum(b - a for _, a, b in chunk)
 
 
 def bulk_result(
-    scorer: Scorer, payload: BulkPayload, scores: list[list[float]], *, worker: str, inference_ms: float
+    scorer: Scorer,
+    payload: BulkPayload,
+    scores: list[list[float]],
+    *,
+    worker: str,
+    inference_ms: float,
+    tokens: list[int] | None = None,
 ) -> dict[str, Any]:
     """The contract's result for a bulk job: every item's candidates best first, in input order."""
     return BulkResult(
@@ -100,6 +142,7 @@ def bulk_result(
         worker=worker,
         pairs=payload.pairs,
         inference_ms=round(inference_ms, 3),
+        tokens=None if tokens is None else sum(tokens),
     ).model_dump(mode="json")
 
 

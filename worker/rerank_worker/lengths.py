@@ -1,57 +1,100 @@
-"""Token-length rules of a payload, applied to its candidates before scoring.
+"""Token-length rules of a payload, applied to its candidates before scoring, on the input as the model sees it.
 
-The model itself cuts a too-long pair from the right (``longest_first``). The rules here need the
-tokenizer: a per-candidate token cap (Cohere's ``max_tokens_per_doc``), cutting from the left (TEI's
-``truncation_direction``) and refusing too-long pairs (TEI's ``truncate=false``). They return plain
-candidate texts, so the scoring path (and any batching across jobs) sees ordinary candidates.
-Cutting at token boundaries uses offset mappings, which need a fast tokenizer (rerankers on the
-Hugging Face hub ship one).
+A pair's length is measured on what the model reads: for a BERT-style cross-encoder the tokenizer's
+``[CLS] query [SEP] candidate [SEP]``, for a decoder reranker the chat-rendered instruction, query and
+document with the template's own text (``measure`` does the rendering; see :mod:`rerank_worker.runtime`).
+The model itself cuts a too-long input from the right. The rules here are a per-candidate token cap
+(Cohere's ``max_tokens_per_doc``), cutting from the left (TEI's ``truncation_direction``), refusing too-long
+pairs (TEI's ``truncate=false``) and chunking (``max_chunks_per_doc``). They return plain texts, so the
+scoring path (and any batching across jobs) sees ordinary candidates. Cutting at token boundaries uses
+offset mappings, which need a fast tokenizer (rerankers on the Hugging Face hub ship one).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from transformers import PreTrainedTokenizerBase
 
 from rerank_contract.jobs import InputTooLong, RerankPayload, TruncationSide
+from rerank_worker.scoring import Prepared
+
+#: ``measure(texts)``: the token length of each (query, text) input as the model reads it, untruncated.
+Measure = Callable[[list[str]], list[int]]
+
+#: A text whose cut still does not fit (a tokenizer merging across the cut) is cut this many more times.
+_REFITS = 3
 
 
-def fit(tokenizer: PreTrainedTokenizerBase, max_length: int, payload: RerankPayload) -> list[str]:
-    """The candidates as they should be scored; raises :class:`InputTooLong` for ``truncate=False``."""
+def fit(
+    tokenizer: PreTrainedTokenizerBase, max_length: int, payload: RerankPayload, measure: Measure, chunks: int | None
+) -> Prepared:
+    """The texts to score; raises :class:`InputTooLong` for ``truncate=False``. ``chunks``: max chunks per doc."""
     candidates = payload.candidates
     if payload.max_tokens_per_doc is not None:
         candidates = clip(tokenizer, candidates, payload.max_tokens_per_doc, payload.truncation_side)
+    lengths = measure(candidates)
     if not payload.truncate:
-        check_fits(tokenizer, max_length, payload.query, candidates)
-    elif payload.truncation_side is TruncationSide.LEFT:
-        query_tokens = len(tokenizer(payload.query, add_special_tokens=False)["input_ids"])
-        room = max_length - query_tokens - tokenizer.num_special_tokens_to_add(pair=True)
-        if room > 0:  # else the query alone is too long: the model's own truncation cuts it
-            candidates = clip(tokenizer, candidates, room, TruncationSide.LEFT)
-    return candidates
+        for index, length in enumerate(lengths):
+            if length > max_length:
+                raise InputTooLong(
+                    f"candidate {index} with the query is {length} tokens, the model takes at most {max_length}: "
+                    "shorten it or send truncate=true to have it cut"
+                )
+    texts, owners, tokens = list(candidates), list(range(len(candidates))), list(lengths)
+    over = [i for i, length in enumerate(lengths) if length > max_length]
+    if over and (chunks is not None or payload.truncation_side is TruncationSide.LEFT):
+        doc_tokens = [len(ids) for ids in tokenizer([texts[i] for i in over], add_special_tokens=False)["input_ids"]]
+        texts, owners, tokens = [], [], []
+        pieces: dict[int, list[str]] = {}
+        for i, doc in zip(over, doc_tokens, strict=True):
+            room = max_length - (lengths[i] - doc)  # what the query, instruction and template leave for the doc
+            if room > 0:  # else the query alone is too long: the model's own truncation cuts it
+                pieces[i] = _fitted(tokenizer, max_length, candidates[i], room, measure, chunks)
+        for i, candidate in enumerate(candidates):
+            parts = pieces.get(i, [candidate])
+            texts += parts
+            owners += [i] * len(parts)
+        tokens = measure(texts)
+    total = sum(min(length, max_length) for length in tokens)
+    return Prepared(texts, total, owners if len(texts) > len(candidates) else None)
 
 
-def clip(tokenizer: PreTrainedTokenizerBase, texts: list[str], limit: int, side: TruncationSide) -> list[str]:
+def _fitted(
+    tokenizer: PreTrainedTokenizerBase, max_length: int, text: str, room: int, measure: Measure, chunks: int | None
+) -> list[str]:
+    """``text`` cut to fit: its end (left truncation) or up to ``chunks`` consecutive chunks, each within max_length."""
+    for _ in range(_REFITS):
+        parts = split(tokenizer, text, room, chunks) if chunks is not None else clip(tokenizer, [text], room, "left")
+        excess = max(measure(parts)) - max_length
+        if excess <= 0:
+            return parts
+        room -= excess
+        if room <= 0:
+            break
+    return parts
+
+
+def split(tokenizer: PreTrainedTokenizerBase, text: str, size: int, limit: int) -> list[str]:
+    """``text`` in consecutive pieces of at most ``size`` tokens, cut at token boundaries; the first ``limit``."""
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    pieces = []
+    for start in range(0, len(offsets), size)[:limit]:
+        end = min(len(offsets), start + size)
+        begin = offsets[start][0] if start else 0
+        pieces.append(text[begin : offsets[end - 1][1] if end < len(offsets) else len(text)])
+    return pieces
+
+
+def clip(tokenizer: PreTrainedTokenizerBase, texts: list[str], limit: int, side: TruncationSide | str) -> list[str]:
     """Each text cut at a token boundary to at most ``limit`` tokens, keeping its start (right) or end (left)."""
     encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
     out = []
     for text, offsets in zip(texts, encoded["offset_mapping"], strict=True):
         if len(offsets) <= limit:
             out.append(text)
-        elif side is TruncationSide.RIGHT:
+        elif TruncationSide(side) is TruncationSide.RIGHT:
             out.append(text[: offsets[limit - 1][1]])
         else:
             out.append(text[offsets[-limit][0] :])
     return out
-
-
-def check_fits(tokenizer: PreTrainedTokenizerBase, max_length: int, query: str, candidates: list[str]) -> None:
-    """Raise :class:`InputTooLong` naming the first (query, candidate) pair over ``max_length`` tokens."""
-    if not candidates:
-        return
-    encoded = tokenizer([query] * len(candidates), candidates)
-    for index, ids in enumerate(encoded["input_ids"]):
-        if len(ids) > max_length:
-            raise InputTooLong(
-                f"candidate {index} with the query is {len(ids)} tokens, the model takes at most {max_length}: "
-                "shorten it or send truncate=true to have it cut"
-            )

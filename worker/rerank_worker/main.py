@@ -26,7 +26,7 @@ from rerank_contract.defaults import EXIT_STARTUP_FAILED, WORKER_TTL_S
 from rerank_contract.jobs import QUEUES, SERIALIZER, WorkerInfo
 from rerank_contract.redis_conn import connect
 from rerank_contract.settings import Settings
-from rerank_worker import rq_seam, scheduling, scoring
+from rerank_worker import model_source, rq_seam, scheduling, scoring
 from rerank_worker.heartbeat import Heartbeat
 from rerank_worker.reaper import Reaper
 from rerank_worker.scoring import Scorer
@@ -39,7 +39,7 @@ def run(settings: Settings) -> int:
     """Run one worker process; returns its exit code."""
     try:
         scorer = scoring.load(settings)
-    except scoring.ModelUnavailable as exc:  # expected (offline, a wrong folder): one line, no traceback
+    except model_source.ModelUnavailable as exc:  # expected (offline, a wrong folder): one line, no traceback
         log.error("%s", exc)
         return EXIT_STARTUP_FAILED
     except Exception:

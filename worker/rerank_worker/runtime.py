@@ -12,9 +12,12 @@ from typing import ClassVar
 
 import torch
 from sentence_transformers import CrossEncoder
+from sentence_transformers.cross_encoder.modules.logit_score import LogitScore
 
+from rerank_contract.defaults import MODEL_MAX_LENGTH_CAP
 from rerank_contract.jobs import RerankPayload, ScoreMode
 from rerank_worker import lengths
+from rerank_worker.scoring import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +29,36 @@ def resolve_dtype(requested: str, device: str) -> str:
     return "float16" if device.startswith(("cuda", "mps")) else "float32"
 
 
+class ModelUnusable(ValueError):
+    """The model loaded but cannot score a (query, document) pair: the worker cannot start with it."""
+
+
+#: Tokenize without truncation or padding, to measure what the model would read.
+_UNTRUNCATED = {"text": {"truncation": False, "padding": False}, "common": {"return_tensors": None}}
+
+
 class Reranker:
-    """A CrossEncoder on one device, with the scoring options the service exposes."""
+    """A CrossEncoder on one device, with the scoring options the service exposes.
+
+    Any one-score model sentence-transformers loads works, decoder rerankers (a causal LM plus
+    ``LogitScore``, such as Qwen3-Reranker) included. Activated scores are the model's own activation, or
+    the sigmoid when that is Identity (a folder saved by sentence-transformers for a decoder reranker keeps
+    Identity), so they are in [0, 1] for every one-score model; raw scores skip the activation.
+    """
 
     #: CrossEncoders this process has built: a worker that reloaded its model per job would show it here.
     loads: ClassVar[int] = 0
 
     def __init__(
-        self, model: str, *, device: str, batch_size: int, max_length: int | None, dtype: str = "float32"
+        self,
+        model: str,
+        *,
+        device: str,
+        batch_size: int,
+        max_length: int | None,
+        dtype: str = "float32",
+        instruction: str | None = None,
+        max_chunks_per_doc: int | None = None,
     ) -> None:
         started = time.perf_counter()
         type(self).loads += 1
@@ -44,9 +69,23 @@ class Reranker:
             model, device=device, max_length=max_length, model_kwargs={"dtype": getattr(torch, self.dtype)}
         )
         if self.model.num_labels != 1:
-            raise ValueError(f"{model} gives {self.model.num_labels} scores per pair; a reranker must give one")
+            raise ModelUnusable(f"{model} gives {self.model.num_labels} scores per pair; a reranker must give one")
         self.device = str(self.model.device)
+        if max_length is None and self.model.max_seq_length > MODEL_MAX_LENGTH_CAP:
+            log.info(
+                "%s takes up to %d tokens; serving at most %d per pair (set RERANK_MAX_LENGTH to change it)",
+                model,
+                self.model.max_seq_length,
+                MODEL_MAX_LENGTH_CAP,
+            )
+            self.model.max_seq_length = MODEL_MAX_LENGTH_CAP
         self.max_length = int(self.model.max_seq_length)
+        self.decoder = any(isinstance(module, LogitScore) for module in self.model)
+        own = self.model.activation_fn
+        self._activated = torch.nn.Sigmoid() if own is None or isinstance(own, torch.nn.Identity) else own
+        self.default_instruction = instruction
+        self.max_chunks_per_doc = max_chunks_per_doc
+        self._check_renders_pairs(model)
         self._empty_cache = torch.mps.empty_cache if self.device.startswith("mps") else None
         log.info(
             "model loaded: %s on %s, %s (max_length=%d) in %.1fs",
@@ -57,15 +96,51 @@ class Reranker:
             time.perf_counter() - started,
         )
 
-    def prepare(self, payload: RerankPayload) -> list[str]:
-        """The payload's candidates after its length rules (see :mod:`rerank_worker.lengths`)."""
-        return lengths.fit(self.model.tokenizer, self.max_length, payload)
+    def _check_renders_pairs(self, model: str) -> None:
+        """A chat template that cannot render a query and a document fails the start, not every request."""
+        try:
+            self.model.preprocess([("query", "document")], prompt=self.prompt(None))
+        except ValueError as exc:
+            raise ModelUnusable(f"{model} cannot score a (query, document) pair: {exc}") from exc
 
-    def score(self, query: str, candidates: list[str], mode: ScoreMode = ScoreMode.ACTIVATED) -> list[float]:
+    def prompt(self, instruction: str | None) -> str | None:
+        """The prompt ``predict`` gets: the request's instruction, else RERANK_INSTRUCTION, else the model's saved
+        default prompt (None: none)."""
+        if instruction is None:
+            instruction = self.default_instruction
+        if instruction is None and self.model.default_prompt_name is not None:
+            instruction = self.model.prompts.get(self.model.default_prompt_name)
+        return instruction  # "" is no prompt at all: predict applies a default only for None
+
+    def measure(self, query: str, texts: list[str], instruction: str | None) -> list[int]:
+        """Untruncated token length of each (query, text) input as the model reads it: template included."""
+        if not texts:
+            return []
+        features = self.model.preprocess(
+            [(query, t) for t in texts], prompt=self.prompt(instruction), processing_kwargs=_UNTRUNCATED
+        )
+        return [len(ids) for ids in features["input_ids"]]
+
+    def prepare(self, payload: RerankPayload) -> Prepared:
+        """The payload's texts after its length rules (see :mod:`rerank_worker.lengths`)."""
+        chunks = payload.max_chunks_per_doc or self.max_chunks_per_doc
+        return lengths.fit(
+            self.model.tokenizer,
+            self.max_length,
+            payload,
+            lambda texts: self.measure(payload.query, texts, payload.instruction),
+            chunks,
+        )
+
+    def score(
+        self, query: str, candidates: list[str], mode: ScoreMode = ScoreMode.ACTIVATED, instruction: str | None = None
+    ) -> list[float]:
         """Scores in input order, as ``CrossEncoder.predict`` gives them, as plain floats (JSON-safe)."""
-        return self.score_many([(query, candidates)], mode)[0]
+        return self.score_many([(query, candidates)], mode, instruction)[0]
 
-    def score_many(self, requests: list[tuple[str, list[str]]], mode: ScoreMode) -> list[list[float]]:
+    def score_many(
+        self, requests: list[tuple[str, list[str]]], mode: ScoreMode, instruction: str | None = None
+    ) -> list[list[float]]:
         """Scores for several (query, candidates) requests from one ``predict`` call.
 
         ``predict`` sorts all pairs by length before cutting micro-batches, so pairs from different
@@ -74,9 +149,10 @@ class Reranker:
         pairs = [(query, c) for query, candidates in requests for c in candidates]
         if not pairs:
             return [[] for _ in requests]
-        activation = torch.nn.Identity() if mode is ScoreMode.RAW else None
+        activation = torch.nn.Identity() if mode is ScoreMode.RAW else self._activated
         flat = self.model.predict(
             pairs,
+            prompt=self.prompt(instruction),
             batch_size=self.batch_size,
             activation_fn=activation,
             show_progress_bar=False,

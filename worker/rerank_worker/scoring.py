@@ -10,11 +10,36 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
+from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from rerank_contract.jobs import InputTooLong, RerankPayload, ScoreMode, TruncationSide
 from rerank_contract.settings import Settings
+from rerank_worker import model_source
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A payload's candidates as they are scored, after its length rules.
+
+    ``texts`` are what the model scores: one per candidate, or, with ``max_chunks_per_doc``, several for a
+    candidate split into chunks; ``owners[i]`` is the candidate of ``texts[i]`` (None: text i is candidate i).
+    ``tokens`` counts what the model reads for all of them, as it sees them (template, instruction and special
+    tokens included, after truncation).
+    """
+
+    texts: list[str]
+    tokens: int
+    owners: list[int] | None = None
+
+    def best(self, scores: list[float], candidates: int) -> list[float]:
+        """One score per candidate: its own, or its best chunk's."""
+        if self.owners is None:
+            return scores
+        out = [-math.inf] * candidates
+        for owner, score in zip(self.owners, scores, strict=True):
+            out[owner] = max(out[owner], score)
+        return out
 
 
 class Scorer(Protocol):
@@ -27,12 +52,14 @@ class Scorer(Protocol):
     #: How many scorers of this kind this process has loaded: 1 for the life of a healthy worker.
     loads: ClassVar[int]
 
-    def prepare(self, payload: RerankPayload) -> list[str]:
-        """The payload's candidates after its length rules; raises :class:`InputTooLong` for ``truncate=False``."""
+    def prepare(self, payload: RerankPayload) -> Prepared:
+        """The payload's texts after its length rules; raises :class:`InputTooLong` for ``truncate=False``."""
         ...
 
-    def score_many(self, requests: list[tuple[str, list[str]]], mode: ScoreMode) -> list[list[float]]:
-        """Scores for several (query, candidates) requests, in input order, as plain floats."""
+    def score_many(
+        self, requests: list[tuple[str, list[str]]], mode: ScoreMode, instruction: str | None = None
+    ) -> list[list[float]]:
+        """Scores for several (query, candidates) requests with one instruction, in input order, as plain floats."""
         ...
 
     def warmup(self) -> None:
@@ -43,33 +70,48 @@ class Scorer(Protocol):
 class FakeScorer:
     """Scores a pair by the share of the query's words found in the candidate (raw: a logit, 8 x share - 4).
 
-    Tokens are whitespace-separated words, so the length rules behave as they do with a tokenizer.
+    Tokens are whitespace-separated words, so the length rules behave as they do with a tokenizer; an
+    instruction's words count as tokens and are otherwise ignored; chunks are runs of words.
     """
 
     loads: ClassVar[int] = 0
 
-    def __init__(self, *, max_length: int | None = None) -> None:
+    def __init__(self, *, max_length: int | None = None, max_chunks_per_doc: int | None = None) -> None:
         type(self).loads += 1
+        self.max_chunks_per_doc = max_chunks_per_doc
         self.model_name = "fake"
         self.device = "cpu"
         self.dtype = "float32"
         self.max_length = max_length or 512
 
-    def prepare(self, payload: RerankPayload) -> list[str]:
+    def prepare(self, payload: RerankPayload) -> Prepared:
         candidates = payload.candidates
         if payload.max_tokens_per_doc is not None:
             candidates = [_clip(c, payload.max_tokens_per_doc, payload.truncation_side) for c in candidates]
-        query_words = len(payload.query.split())
+        overhead = len(payload.query.split()) + len((payload.instruction or "").split())
+        room = max(1, self.max_length - overhead)
+        texts, owners = [], []
         for index, candidate in enumerate(candidates):
-            words = query_words + len(candidate.split())
-            if not payload.truncate and words > self.max_length:
+            words = candidate.split()
+            if not payload.truncate and overhead + len(words) > self.max_length:
                 raise InputTooLong(
-                    f"candidate {index} with the query is {words} tokens, the model takes at most {self.max_length}: "
-                    "shorten it or send truncate=true to have it cut"
+                    f"candidate {index} with the query is {overhead + len(words)} tokens, the model takes at most "
+                    f"{self.max_length}: shorten it or send truncate=true to have it cut"
                 )
-        return candidates
+            chunks = payload.max_chunks_per_doc or self.max_chunks_per_doc
+            if chunks is not None and len(words) > room:
+                pieces = [words[i : i + room] for i in range(0, len(words), room)][:chunks]
+                texts += [" ".join(piece) for piece in pieces]
+                owners += [index] * len(pieces)
+            else:
+                texts.append(candidate)
+                owners.append(index)
+        tokens = sum(min(self.max_length, overhead + len(t.split())) for t in texts)
+        return Prepared(texts, tokens, owners if len(owners) > len(candidates) else None)
 
-    def score_many(self, requests: list[tuple[str, list[str]]], mode: ScoreMode) -> list[list[float]]:
+    def score_many(
+        self, requests: list[tuple[str, list[str]]], mode: ScoreMode, instruction: str | None = None
+    ) -> list[list[float]]:
         out = []
         for query, candidates in requests:
             words = set(query.lower().split())
@@ -88,66 +130,19 @@ def _clip(text: str, limit: int, side: TruncationSide) -> str:
     return " ".join(words[:limit] if side is TruncationSide.RIGHT else words[-limit:])
 
 
-class ModelUnavailable(RuntimeError):
-    """The model is neither a local folder nor in the Hugging Face cache, and cannot be downloaded now."""
-
-
-#: The two ways out, named in every :class:`ModelUnavailable` message.
-WAYS_OUT = (
-    "either serve a local folder (--model FOLDER or RERANK_MODEL=FOLDER; `rerank-server model build ./models/tiny` "
-    "makes a toy one offline, `rerank-server model fetch ./models/minilm` downloads a small real one), "
-    "or connect to the internet (with HF_HUB_OFFLINE unset) so the model can be downloaded"
-)
-
-
-class _DropNewModelNotice(logging.Filter):
-    """sentence-transformers says 'No modules.json found ..., initializing a new CrossEncoder model' for every
-    plain transformers folder; the weights are loaded all the same, so the line only misleads."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("No modules.json found")
-
-
-def check_available(model: str, *, hub_timeout_s: float = 5.0) -> None:
-    """Raise :class:`ModelUnavailable` at once when loading ``model`` could only fail (after a minute of retries)."""
-    if Path(model).expanduser().exists():
-        return
-    if model.startswith((".", "/", "~")) or model.count("/") > 1:
-        raise ModelUnavailable(f"cannot load model {model}: there is no such folder; {WAYS_OUT}")
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    try:
-        if isinstance(try_to_load_from_cache(model, "config.json"), str):
-            return  # downloaded before: loads offline
-    except ValueError:  # not a valid repository id
-        raise ModelUnavailable(f"cannot load model {model}: not a folder nor a Hugging Face id; {WAYS_OUT}") from None
-    if constants.HF_HUB_OFFLINE:
-        reason = "HF_HUB_OFFLINE is set"
-    else:
-        import httpx
-
-        try:
-            httpx.head(constants.ENDPOINT, timeout=hub_timeout_s)
-            return
-        except httpx.HTTPError as exc:
-            reason = f"{constants.ENDPOINT} cannot be reached ({type(exc).__name__}: {exc})"
-    raise ModelUnavailable(
-        f"cannot load model {model}: it is not a local folder nor in the Hugging Face cache, and {reason}; {WAYS_OUT}"
-    )
-
-
 def load(settings: Settings) -> Scorer:
     """The scorer ``settings.scorer`` names, on ``settings.device``; torch is imported only for the real one.
 
-    Raises :class:`ModelUnavailable` (a one-line reason and the ways out) when the model cannot be had.
+    Raises :class:`~rerank_worker.model_source.ModelUnavailable` (one line: the reason and the ways out) when the
+    model cannot be had.
     """
     if settings.scorer == "fake":
-        return FakeScorer(max_length=settings.max_length)
-    check_available(settings.model)
+        return FakeScorer(max_length=settings.max_length, max_chunks_per_doc=settings.max_chunks_per_doc)
+    model_source.check_available(settings.model)
     from rerank_worker.device import resolve_device
-    from rerank_worker.runtime import Reranker
+    from rerank_worker.runtime import ModelUnusable, Reranker
 
-    notice = _DropNewModelNotice()
+    notice = model_source.DropNewModelNotice()
     st_logger = logging.getLogger("sentence_transformers.base.model")
     st_logger.addFilter(notice)
     try:
@@ -157,9 +152,15 @@ def load(settings: Settings) -> Scorer:
             batch_size=settings.batch_size,
             max_length=settings.max_length,
             dtype=settings.dtype,
+            instruction=settings.instruction,
+            max_chunks_per_doc=settings.max_chunks_per_doc,
         )
+    except ModelUnusable:  # a model was found but cannot rerank: its own message says why
+        raise
     except (OSError, ValueError) as exc:  # transformers: a folder or repository without a (reranker) model in it
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelUnavailable(f"cannot load model {settings.model}: {first.rstrip('.')}; {WAYS_OUT}") from exc
+        raise model_source.ModelUnavailable(
+            f"cannot load model {settings.model}: {first.rstrip('.')}; {model_source.WAYS_OUT}"
+        ) from exc
     finally:
         st_logger.removeFilter(notice)

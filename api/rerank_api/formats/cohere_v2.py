@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from rerank_api.errors import responses
-from rerank_api.formats.common import CohereMeta, TopN, cohere_meta, response_id
+from rerank_api.formats.common import CohereMeta, Instruction, TopN, cohere_meta, response_id
 from rerank_api.ranking import RERANK_ERRORS, RankerDep
 from rerank_contract.jobs import RerankPayload
 
@@ -39,6 +39,7 @@ class CohereV2Request(BaseModel):
         description="Cut each document to this many tokens before scoring; the pair is still cut to the model's "
         "max length.",
     )
+    instruction: Instruction = None
 
 
 class CohereV2Result(BaseModel):
@@ -62,11 +63,16 @@ router = APIRouter(tags=["Cohere v2"])
     responses=responses(*RERANK_ERRORS),
 )
 async def rerank_v2(body: CohereV2Request, ranker: RankerDep) -> CohereV2Response:
-    """Results best first, cut to ``top_n``."""
-    payload = RerankPayload(query=body.query, candidates=body.documents, max_tokens_per_doc=body.max_tokens_per_doc)
+    """Results best first, cut to ``top_n``; ``meta.tokens.input_tokens`` counts the tokens the model read."""
+    payload = RerankPayload(
+        query=body.query,
+        candidates=body.documents,
+        max_tokens_per_doc=body.max_tokens_per_doc,
+        instruction=body.instruction,
+    )
     ranked = await ranker.rank(payload, body.top_n)
     return CohereV2Response(
         id=response_id(),
         results=[CohereV2Result(index=r.index, relevance_score=r.score) for r in ranked.results],
-        meta=cohere_meta("2", len(body.documents)),
+        meta=cohere_meta("2", len(body.documents), ranked.tokens),
     )

@@ -13,7 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from rerank_api.errors import responses
-from rerank_api.formats.common import CohereMeta, Document, TopN, cohere_meta, response_id
+from rerank_api.formats.common import (
+    CohereMeta,
+    Document,
+    Instruction,
+    MaxChunks,
+    TopN,
+    Usage,
+    cohere_meta,
+    response_id,
+    usage,
+)
 from rerank_api.ranking import RERANK_ERRORS, RankerDep
 from rerank_contract.jobs import RerankPayload, ScoredIndex
 
@@ -51,6 +61,8 @@ class V1RerankRequest(BaseModel):
     top_n: TopN | None = None
     model: str | None = Field(None, description="Accepted for compatibility; the workers' model answers.")
     return_documents: bool = Field(True, description="Documents format: echo each document as `{text, ...}`.")
+    instruction: Instruction = None
+    max_chunks_per_doc: MaxChunks = None
 
     @model_validator(mode="after")
     def _exactly_one_list(self) -> V1RerankRequest:
@@ -67,6 +79,7 @@ class SeedResponse(BaseModel):
     results: list[ScoredIndex]
     model: str
     processing_time_ms: float
+    tokens: int | None = Field(None, description="Tokens the model read for the request (template, chunks included).")
 
 
 class DocumentResult(BaseModel):
@@ -76,10 +89,11 @@ class DocumentResult(BaseModel):
 
 
 class DocumentsResponse(BaseModel):
-    """Cohere v1 (``id``, ``meta``) and Jina (``model``) answer in one: clients read ``results``."""
+    """Cohere v1 (``id``, ``meta``) and Jina (``model``, ``usage``) answer in one: clients read ``results``."""
 
     id: str
     model: str
+    usage: Usage
     results: list[DocumentResult]
     meta: CohereMeta
 
@@ -100,15 +114,20 @@ router = APIRouter(tags=["this server, Cohere v1, Jina"])
 async def rerank_v1(body: V1RerankRequest, ranker: RankerDep) -> Any:
     """Results best first. Timings are in the ``x-queue-time``, ``x-inference-time`` and ``x-total-time``
     headers (milliseconds)."""
+    options = {"instruction": body.instruction, "max_chunks_per_doc": body.max_chunks_per_doc}
     if body.candidates is not None:
-        ranked = await ranker.rank(RerankPayload(query=body.query, candidates=body.candidates), body.top_n)
-        return SeedResponse(results=ranked.results, model=ranked.model, processing_time_ms=ranked.total_ms)
+        ranked = await ranker.rank(RerankPayload(query=body.query, candidates=body.candidates, **options), body.top_n)
+        return SeedResponse(
+            results=ranked.results, model=ranked.model, processing_time_ms=ranked.total_ms, tokens=ranked.tokens
+        )
     assert body.documents is not None
     documents = [Document(text=d) if isinstance(d, str) else d for d in body.documents]
-    ranked = await ranker.rank(RerankPayload(query=body.query, candidates=[d.text for d in documents]), body.top_n)
+    payload = RerankPayload(query=body.query, candidates=[d.text for d in documents], **options)
+    ranked = await ranker.rank(payload, body.top_n)
     return DocumentsResponse(
         id=response_id(),
         model=ranked.model,
+        usage=usage(ranked.tokens),
         results=[
             DocumentResult(
                 index=r.index,
@@ -117,5 +136,5 @@ async def rerank_v1(body: V1RerankRequest, ranker: RankerDep) -> Any:
             )
             for r in ranked.results
         ],
-        meta=cohere_meta("1", len(documents)),
+        meta=cohere_meta("1", len(documents), ranked.tokens),
     )
