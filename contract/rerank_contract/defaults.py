@@ -14,6 +14,8 @@ from __future__ import annotations
 REDIS_URL = "redis://127.0.0.1:6379/0"
 #: A service's usual level: what it does at start and stop, and everything that goes wrong.
 LOG_LEVEL = "INFO"
+#: Per user, next to the launchd logs: the append-only file outlives reboots and upgrades of the code.
+REDIS_DIR = "~/.rerank-server/redis"
 #: Multilingual, Apache-2.0 licensed, and small enough (568M parameters) to run on a laptop's MPS.
 MODEL = "BAAI/bge-reranker-v2-m3"
 #: The same settings then work on a Mac (mps), a GPU machine (cuda) and anywhere else (cpu).
@@ -118,6 +120,16 @@ WORKER_EXIT_TIMEOUT_S = 90
 API_EXIT_TIMEOUT_S = 15
 #: ``up`` gives the private redis-server it starts this long to answer PING.
 PRIVATE_REDIS_START_S = 10
+#: ``up`` restarts a crashed child after this long, doubling with each quick exit in a row: a crash
+#: loop costs little, and a one-off crash (out of memory, say) is back within a second.
+SUPERVISE_BACKOFF_S = 1.0
+#: The longest wait before a restart: a child that crashes over and over still gets a try every half minute.
+SUPERVISE_BACKOFF_CAP_S = 30.0
+#: A run longer than this counts as having started fine (a model loads within it), so its exit starts the
+#: backoff over; shorter ones are quick exits.
+SUPERVISE_STABLE_S = 60.0
+#: Quick exits in a row after which ``up`` stops with a message instead of looping (systemd's StartLimitBurst).
+SUPERVISE_MAX_QUICK_EXITS = 5
 
 # --- clients (rerank_server.client, rerank-server bulk) ------------------------------------------
 

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
         description="Redis holding the queues; redis://, rediss:// (TLS) and passwords in the URL work.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = defaults.LOG_LEVEL
+    redis_dir: str = Field(
+        defaults.REDIS_DIR,
+        description="Where the Redis that `up` or `launchd --with-redis` starts keeps its append-only file.",
+    )
 
     # --- worker / model runtime ----------------------------------------------------------------
     model: str = Field(defaults.MODEL, description="Hugging Face id or local folder of a CrossEncoder.")
