@@ -34,6 +34,8 @@ BULK_CHUNK_PAIRS = 256
 WARMUP = True
 #: The real model; ``fake`` exists so the worker's plumbing can be tested and shown without torch or weights.
 SCORER = "cross-encoder"
+#: MPS keeps a compiled graph per input shape for good: pad to a few lengths there; elsewhere padding only costs.
+BUCKET_PADDING = "auto"
 #: Frequent enough that a dead worker is noticed within HEARTBEAT_TTL_S; one small Redis write each.
 HEARTBEAT_INTERVAL_S = 1.0
 #: Three intervals: a live worker may miss two beats (a long GC pause, a slow Redis) before it counts as dead.

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
         defaults.SCORER,
         description="cross-encoder: the model above; fake: a torch-free word-overlap scorer, to test the plumbing.",
     )
+    bucket_padding: Literal["auto", "on", "off"] = Field(
+        defaults.BUCKET_PADDING,
+        description="Pad micro-batches to a few sequence lengths (bounded shapes, bounded MPS memory); auto: on mps.",
+    )
 
     # --- API / facade ------------------------------------------------------------------------
     host: str = defaults.HOST

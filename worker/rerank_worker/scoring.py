@@ -90,13 +90,17 @@ def load(settings: Settings) -> Scorer:
     """The scorer ``settings.scorer`` names, on ``settings.device``; torch is imported only for the real one."""
     if settings.scorer == "fake":
         return FakeScorer(max_length=settings.max_length)
+    from rerank_worker import padding
     from rerank_worker.device import resolve_device
     from rerank_worker.runtime import Reranker
 
-    return Reranker(
+    reranker = Reranker(
         settings.model,
         device=resolve_device(settings.device),
         batch_size=settings.batch_size,
         max_length=settings.max_length,
         dtype=settings.dtype,
     )
+    if padding.wanted(settings.bucket_padding, reranker.device):
+        padding.install(reranker.model, reranker.max_length)
+    return reranker
