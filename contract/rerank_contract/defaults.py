@@ -36,6 +36,10 @@ WARMUP = True
 SCORER = "cross-encoder"
 #: MPS keeps a compiled graph per input shape for good: pad to a few lengths there; elsewhere padding only costs.
 BUCKET_PADDING = "auto"
+#: None: a worker serves until stopped; set a count to replace workers regularly (their supervisor restarts them).
+WORKER_MAX_JOBS = None
+#: None: no limit; with one, a worker past it finishes its job and exits, and a fresh process gives the memory back.
+WORKER_MAX_MEMORY_MB = None
 #: Frequent enough that a dead worker is noticed within HEARTBEAT_TTL_S; one small Redis write each.
 HEARTBEAT_INTERVAL_S = 1.0
 #: Three intervals: a live worker may miss two beats (a long GC pause, a slow Redis) before it counts as dead.
@@ -105,6 +109,8 @@ WORKER_TTL_S = 60
 POP_GROUP = 16
 #: How long one ``execute_job`` keeps feeding the model before RQ's own loop runs its upkeep again.
 PIPELINE_S = 5.0
+#: How often a worker with RERANK_WORKER_MAX_JOBS / _MAX_MEMORY_MB checks them: a reading of a file, or one query.
+RETIRE_CHECK_S = 1.0
 
 # --- processes and their supervisors (rerank_server: up, launchd; systemd/ and compose/ agree) -----
 

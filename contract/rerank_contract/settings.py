@@ -76,6 +76,14 @@ class Settings(BaseSettings):
         defaults.BUCKET_PADDING,
         description="Pad micro-batches to a few sequence lengths (bounded shapes, bounded MPS memory); auto: on mps.",
     )
+    worker_max_jobs: int | None = Field(
+        defaults.WORKER_MAX_JOBS, ge=1, description="A worker that has done this many jobs finishes and exits 0."
+    )
+    worker_max_memory_mb: int | None = Field(
+        defaults.WORKER_MAX_MEMORY_MB,
+        ge=1,
+        description="A worker past this much memory (MiB) finishes its job and exits 0, for a fresh one.",
+    )
 
     # --- API / facade ------------------------------------------------------------------------
     host: str = defaults.HOST
