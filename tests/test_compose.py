@@ -70,6 +70,7 @@ def test_stack_config_has_a_password_protected_redis_and_scalable_workers(tmp_pa
     assert redis["command"][:3] == ["redis-server", "--requirepass", PASSWORD]
     assert redis["command"][3:] == redis_store.command_line(Path("/data"))  # the project's persistence, in /data
     assert [(v["type"], v["source"], v["target"]) for v in redis["volumes"]] == [("volume", "redis-data", "/data")]
+    assert redis["healthcheck"]["start_period"] == "2m0s"  # loading a large append-only file is not unhealthy
     assert [(p["host_ip"], p["target"]) for p in redis["ports"]] == [("127.0.0.1", 6379)]
     for name in ("api", "worker"):
         assert services[name]["environment"]["RERANK_REDIS_URL"] == f"redis://:{PASSWORD}@redis:6379/0"

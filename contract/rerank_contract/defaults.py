@@ -126,8 +126,9 @@ THROTTLE_INTERVAL_S = 10
 WORKER_EXIT_TIMEOUT_S = 90
 #: ``up`` stops the API with SIGTERM, then SIGKILL after this long: uvicorn's graceful stop is quick.
 API_EXIT_TIMEOUT_S = 15
-#: ``up`` gives the private redis-server it starts this long to answer PING.
-PRIVATE_REDIS_START_S = 10
+#: ``up`` gives the private redis-server it starts this long to answer PING. It answers only once it has
+#: loaded its append-only file (about 100 MB/s): a week of large bulk results takes seconds to tens of seconds.
+PRIVATE_REDIS_START_S = 120
 #: ``up`` restarts a crashed child after this long, doubling with each quick exit in a row: a crash
 #: loop costs little, and a one-off crash (out of memory, say) is back within a second.
 SUPERVISE_BACKOFF_S = 1.0
