@@ -12,6 +12,8 @@ import httpx
 import pytest
 from redis import Redis
 
+from rerank_contract.bulk_jobs import BulkJobs
+from rerank_contract.jobs import BulkPayload
 from tests.conftest import CLI, SEED_CANDIDATES, SEED_QUERY, free_port, service_env, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -126,3 +128,42 @@ def test_up_stops_with_a_message_when_the_worker_cannot_start(tmp_path) -> None:
     assert result.returncode == 3, result.stderr[-3000:]
     assert "worker exited with code 3: it cannot start" in result.stderr
     assert len(_pids(result.stderr, "worker")) == 1  # started once: no loop
+
+
+def test_a_finished_bulk_job_outlives_up_being_stopped_and_started_again(tmp_path) -> None:
+    redis_port = free_port()
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    env = service_env(redis_url, tmp_path, PORT=str(free_port()), REDIS_DIR=str(tmp_path / "r"), SCORER="fake")
+    logs = []
+    payload = BulkPayload.model_validate({"items": [{"id": "x", "query": "a b", "candidates": ["a", "b c", "d"]}]})
+
+    def up_once(n: int) -> subprocess.Popen[bytes]:
+        log_path = tmp_path / f"up{n}.log"
+        logs.append(log_path.open("wb"))
+        proc = subprocess.Popen([*CLI, "up"], env=env, stdout=logs[-1], stderr=subprocess.STDOUT)
+        wait_until(lambda: "is up at" in log_path.read_text(), 60, f"rerank-server up ({n}) to announce")
+        return proc
+
+    def jobs() -> BulkJobs:
+        connection = Redis.from_url(redis_url, socket_timeout=5)
+        return BulkJobs(connection, job_timeout_s=60, result_ttl_s=3600, failure_ttl_s=3600, retries=0)
+
+    first = up_once(1)
+    try:
+        job_id = jobs().submit(payload)
+        wait_until(lambda: jobs().state(job_id).done, 30, "the bulk job")
+        before = jobs().state(job_id)
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(60)
+    assert not _port_open(redis_port)  # that Redis is gone; the next `up` starts another on the same folder
+
+    second = up_once(2)
+    try:
+        after = jobs().state(job_id)
+    finally:
+        second.send_signal(signal.SIGINT)
+        assert second.wait(60) == 0
+        for log in logs:
+            log.close()
+    assert after.status == "finished" and after.result == before.result is not None
