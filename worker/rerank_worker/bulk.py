@@ -103,10 +103,7 @@ def run(
             scores = [[0.0] * len(item.candidates) for item in payload.items]
             chunk_pairs, finished = record.open(chunk_pairs)
             cut = list(jobs.chunks(payload, chunk_pairs))
-            for index in finished.keys() & range(len(cut)):
-                for (i, a, b), values in zip(cut[index], finished[index], strict=True):
-                    scores[i][a:b] = values
-            done = sum(b - a for index in finished.keys() & range(len(cut)) for _, a, b in cut[index])
+            done = _restore(cut, finished, scores)
             if finished:
                 log.info("resuming bulk job %s: %d of %d chunks already scored", job.id, len(finished), len(cut))
             inference_s = 0.0
@@ -140,6 +137,17 @@ def run(
     record.delete()  # the result holds every score now
     log.info("finished bulk job %s (%d pairs)", job.id, payload.pairs)
     return True
+
+
+def _restore(cut: list[list[jobs.Slice]], finished: dict[int, list[list[float]]], scores: list[list[float]]) -> int:
+    """Put the recorded chunks' scores in place; returns how many pairs they hold."""
+    done = 0
+    for index, chunk in enumerate(cut):
+        if index in finished:
+            for (i, a, b), values in zip(chunk, finished[index], strict=True):
+                scores[i][a:b] = values
+                done += b - a
+    return done
 
 
 def _record(job: Job, progress: Progress) -> None:
