@@ -63,7 +63,9 @@ def start_private_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes]:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise RuntimeError(f"cannot create the Redis data folder {data_dir} (RERANK_REDIS_DIR): {exc}") from exc
+    logfile = data_dir / "redis.log"  # what it says when it cannot start (a damaged append-only file, say)
     args = [binary, "--bind", host, "--port", str(parsed.port or 6379), *redis_store.command_line(data_dir)]
+    args += ["--logfile", str(logfile)]
     if parsed.password:
         args += ["--requirepass", parsed.password]
     log.info("no Redis at %s: starting a private one (%s, data in %s)", url, binary, data_dir)
@@ -72,7 +74,7 @@ def start_private_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes]:
     while not is_reachable(url, timeout=0.5):
         if proc.poll() is not None or time.monotonic() > deadline:
             stop(proc, "redis")
-            raise RuntimeError(f"private redis-server did not come up at {url}")
+            raise RuntimeError(f"private redis-server did not come up at {url}; its log: {logfile}")
         time.sleep(0.1)
     return proc
 

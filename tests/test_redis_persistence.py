@@ -106,3 +106,17 @@ def test_the_private_redis_writes_its_append_only_file_in_the_data_folder(privat
     assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
     assert client.config_get("dir") == {"dir": str(tmp_path / "redis data")}
     assert any((tmp_path / "redis data").rglob("*.aof"))
+
+
+def test_a_redis_that_cannot_load_its_data_says_so_in_its_log(private_redis, tmp_path) -> None:
+    url, start = private_redis
+    proc = start()
+    Redis.from_url(url, socket_timeout=5).set("k", "v")
+    up.stop(proc, "redis")
+    (aof,) = (tmp_path / "redis data").rglob("*.incr.aof")
+    aof.write_bytes(b"*3\r\n$3\r\nSET\r\nnot a command\r\n" + aof.read_bytes())  # damaged at the start
+    with pytest.raises(RuntimeError, match="did not come up") as raised:
+        start()
+    logfile = tmp_path / "redis data" / "redis.log"
+    assert str(logfile) in str(raised.value)
+    assert "Bad file format" in logfile.read_text()
