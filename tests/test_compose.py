@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from rerank_server.deploy import redis_store
+
 COMPOSE = Path(__file__).parent.parent / "compose"
 TESTED_FILES = {"compose.yaml", "compose.cuda.yaml", "client.example.yaml"}
 PASSWORD = "0123456789abcdef"
@@ -66,6 +68,9 @@ def test_stack_config_has_a_password_protected_redis_and_scalable_workers(tmp_pa
 
     redis = services["redis"]
     assert redis["command"][:3] == ["redis-server", "--requirepass", PASSWORD]
+    assert redis["command"][3:] == redis_store.command_line(Path("/data"))  # the project's persistence, in /data
+    assert [(v["type"], v["source"], v["target"]) for v in redis["volumes"]] == [("volume", "redis-data", "/data")]
+    assert redis["healthcheck"]["start_period"] == "2m0s"  # loading a large append-only file is not unhealthy
     assert [(p["host_ip"], p["target"]) for p in redis["ports"]] == [("127.0.0.1", 6379)]
     for name in ("api", "worker"):
         assert services[name]["environment"]["RERANK_REDIS_URL"] == f"redis://:{PASSWORD}@redis:6379/0"

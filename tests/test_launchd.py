@@ -104,11 +104,25 @@ def test_plists_write_settings_as_settings_reads_them_back(tmp_path) -> None:
     assert read_back == given
 
 
-def test_redis_conf_is_loopback_only_and_keeps_the_password_off_the_command_line() -> None:
-    conf = plists.redis_conf("redis://:s3cret@127.0.0.1:6390/0")
-    assert conf.splitlines() == ["bind 127.0.0.1", "port 6390", 'save ""', "appendonly no", "requirepass s3cret"]
+def test_redis_conf_is_loopback_only_persistent_and_keeps_the_password_off_the_command_line() -> None:
+    conf = plists.redis_conf("redis://:s3cret@127.0.0.1:6390/0", Path("/Users/me/my data"))
+    assert conf.splitlines() == [
+        "bind 127.0.0.1",
+        "port 6390",
+        'dir "/Users/me/my data"',
+        "appendonly yes",
+        "appendfsync everysec",
+        'save ""',
+        "requirepass s3cret",
+    ]
     with pytest.raises(ValueError, match="loopback only"):
-        plists.redis_conf("redis://:pw@10.0.0.5:6379/0")
+        plists.redis_conf("redis://:pw@10.0.0.5:6379/0", Path("/data"))
+
+
+def test_redis_dir_defaults_to_the_layouts_home_and_follows_the_setting(tmp_path) -> None:
+    layout = plists.Layout(tmp_path)
+    assert layout.redis_dir(Settings()) == tmp_path / ".rerank-server" / "redis"
+    assert layout.redis_dir(Settings(redis_dir="/srv/redis")) == Path("/srv/redis")
 
 
 def test_install_writes_private_plists_and_bootstraps_in_order(fake, tmp_path) -> None:
@@ -128,6 +142,8 @@ def test_install_writes_private_plists_and_bootstraps_in_order(fake, tmp_path) -
     for path in [*agents.iterdir(), home / ".rerank-server" / "redis.conf"]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert "requirepass pw" in (home / ".rerank-server" / "redis.conf").read_text()
+    assert f'dir "{home / ".rerank-server" / "redis"}"' in (home / ".rerank-server" / "redis.conf").read_text()
+    assert (home / ".rerank-server" / "redis").is_dir()  # redis-server does not create its dir
     assert (home / ".rerank-server" / "logs").is_dir()
 
     fake.clear()
@@ -262,4 +278,5 @@ def test_the_examples_in_launchd_folder_are_what_install_writes(service: str) ->
         redis_server="/opt/homebrew/bin/redis-server",
     )
     assert plistlib.loads((folder / f"{LABELS[service]}.plist").read_bytes()) == built[service]
-    assert (folder / "redis.conf").read_text() == plists.redis_conf(url)
+    layout = plists.Layout(Path("/Users/you"))
+    assert (folder / "redis.conf").read_text() == plists.redis_conf(url, layout.redis_dir(Settings(redis_url=url)))

@@ -14,6 +14,8 @@ from __future__ import annotations
 REDIS_URL = "redis://127.0.0.1:6379/0"
 #: A service's usual level: what it does at start and stop, and everything that goes wrong.
 LOG_LEVEL = "INFO"
+#: Per user, next to the launchd logs: the append-only file outlives reboots and upgrades of the code.
+REDIS_DIR = "~/.rerank-server/redis"
 #: Multilingual, Apache-2.0 licensed, and small enough (568M parameters) to run on a laptop's MPS.
 MODEL = "BAAI/bge-reranker-v2-m3"
 #: The same settings then work on a Mac (mps), a GPU machine (cuda) and anywhere else (cpu).
@@ -36,6 +38,12 @@ SCORER = "cross-encoder"
 INSTRUCTION = None
 #: None: a too-long document is cut, as every peer server does; chunking multiplies the work per document.
 MAX_CHUNKS_PER_DOC = None
+#: MPS keeps a compiled graph per input shape for good: pad to a few lengths there; elsewhere padding only costs.
+BUCKET_PADDING = "auto"
+#: None: a worker serves until stopped; set a count to replace workers regularly (their supervisor restarts them).
+WORKER_MAX_JOBS = None
+#: None: no limit; with one, a worker past it finishes its job and exits, and a fresh process gives the memory back.
+WORKER_MAX_MEMORY_MB = None
 #: Frequent enough that a dead worker is noticed within HEARTBEAT_TTL_S; one small Redis write each.
 HEARTBEAT_INTERVAL_S = 1.0
 #: Three intervals: a live worker may miss two beats (a long GC pause, a slow Redis) before it counts as dead.
@@ -105,6 +113,8 @@ WORKER_TTL_S = 60
 POP_GROUP = 16
 #: How long one ``execute_job`` keeps feeding the model before RQ's own loop runs its upkeep again.
 PIPELINE_S = 5.0
+#: How often a worker with RERANK_WORKER_MAX_JOBS / _MAX_MEMORY_MB checks them: a reading of a file, or one query.
+RETIRE_CHECK_S = 1.0
 
 #: Max tokens per pair when RERANK_MAX_LENGTH is unset and the model's own limit is larger: bge-reranker-v2-m3's
 #: 8192 stays whole, while a decoder's huge position limit (40,960 for Qwen3-Reranker-0.6B) would let one pair
@@ -125,8 +135,19 @@ THROTTLE_INTERVAL_S = 10
 WORKER_EXIT_TIMEOUT_S = 90
 #: ``up`` stops the API with SIGTERM, then SIGKILL after this long: uvicorn's graceful stop is quick.
 API_EXIT_TIMEOUT_S = 15
-#: ``up`` gives the private redis-server it starts this long to answer PING.
-PRIVATE_REDIS_START_S = 10
+#: ``up`` gives the private redis-server it starts this long to answer PING. It answers only once it has
+#: loaded its append-only file (about 100 MB/s): a week of large bulk results takes seconds to tens of seconds.
+PRIVATE_REDIS_START_S = 120
+#: ``up`` restarts a crashed child after this long, doubling with each quick exit in a row: a crash
+#: loop costs little, and a one-off crash (out of memory, say) is back within a second.
+SUPERVISE_BACKOFF_S = 1.0
+#: The longest wait before a restart: a child that crashes over and over still gets a try every half minute.
+SUPERVISE_BACKOFF_CAP_S = 30.0
+#: A run longer than this counts as having started fine (a model loads within it), so its exit starts the
+#: backoff over; shorter ones are quick exits.
+SUPERVISE_STABLE_S = 60.0
+#: Quick exits in a row after which ``up`` stops with a message instead of looping (systemd's StartLimitBurst).
+SUPERVISE_MAX_QUICK_EXITS = 5
 #: ``up`` asks ``/health`` at most this often while the worker loads: one ready line soon after, no flood of 503s.
 UP_PROBE_INTERVAL_S = 1.0
 

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
         description="Redis holding the queues; redis://, rediss:// (TLS) and passwords in the URL work.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = defaults.LOG_LEVEL
+    redis_dir: str = Field(
+        defaults.REDIS_DIR,
+        description="Where the Redis that `up` or `launchd --with-redis` starts keeps its append-only file.",
+    )
 
     # --- worker / model runtime ----------------------------------------------------------------
     model: str = Field(defaults.MODEL, description="Hugging Face id or local folder of a CrossEncoder.")
@@ -77,6 +81,18 @@ class Settings(BaseSettings):
         ge=1,
         description="Score a too-long document by its best of at most this many chunks (requests that do not say); "
         "default: cut it.",
+    )
+    bucket_padding: Literal["auto", "on", "off"] = Field(
+        defaults.BUCKET_PADDING,
+        description="Pad micro-batches to a few sequence lengths (bounded shapes, bounded MPS memory); auto: on mps.",
+    )
+    worker_max_jobs: int | None = Field(
+        defaults.WORKER_MAX_JOBS, ge=1, description="A worker that has done this many jobs finishes and exits 0."
+    )
+    worker_max_memory_mb: int | None = Field(
+        defaults.WORKER_MAX_MEMORY_MB,
+        ge=1,
+        description="A worker past this much memory (MiB) finishes its job and exits 0, for a fresh one.",
     )
 
     # --- API / facade ------------------------------------------------------------------------

@@ -96,12 +96,13 @@ def install(
         extra_env=extra_env,
         redis_server=redis_server,
     )
-    conf = plists.redis_conf(settings.redis_url) if with_redis else None
+    conf = plists.redis_conf(settings.redis_url, layout.redis_dir(settings)) if with_redis else None
     if dry_run:
         for name, document in documents.items():
             out(f"# {layout.plist_path(name)}\n{plistlib.dumps(document).decode()}")
         if conf is not None:
-            out(f"would write {layout.redis_conf} (mode 600) for redis-server")
+            data = layout.redis_dir(settings)
+            out(f"would write {layout.redis_conf} (mode 600) for redis-server, which keeps its data in {data}")
         out(f"would boot out the loaded agents, then run: launchctl bootstrap gui/{os.getuid()} <each plist above>")
         return 0
 
@@ -113,6 +114,7 @@ def install(
             out(f"{label(name)}: loaded, booting it out first")
             launchctl.bootout(label(name), timeout_s=defaults.WORKER_EXIT_TIMEOUT_S + 10)
     if conf is not None:
+        layout.redis_dir(settings).mkdir(parents=True, exist_ok=True, mode=0o700)
         _write_private(layout.redis_conf, conf.encode())
     for name, document in documents.items():
         path = layout.plist_path(name)

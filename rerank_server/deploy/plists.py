@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 from rerank_contract.defaults import THROTTLE_INTERVAL_S, WORKER_EXIT_TIMEOUT_S
 from rerank_contract.settings import Settings, settings_env
+from rerank_server.deploy import redis_store
 
 LABEL_PREFIX = "com.rerank-server."
 #: Load order; unload in reverse.
@@ -49,6 +50,10 @@ class Layout:
     def redis_conf(self) -> Path:
         return self.state_dir / "redis.conf"
 
+    def redis_dir(self, settings: Settings) -> Path:
+        """RERANK_REDIS_DIR, its ``~`` being this layout's home."""
+        return redis_store.data_dir(settings.redis_dir, self.home)
+
     def plist_path(self, service: str) -> Path:
         return self.agents_dir / f"{label(service)}.plist"
 
@@ -73,8 +78,8 @@ def service_plist(
     return plist
 
 
-def redis_conf(redis_url: str) -> str:
-    """redis-server config for a loopback-only, in-memory Redis answering at ``redis_url``.
+def redis_conf(redis_url: str, data_dir: Path) -> str:
+    """redis-server config for a loopback-only Redis answering at ``redis_url``, persisting into ``data_dir``.
 
     The password (if the URL has one) goes in this file rather than on the command line, where
     ``ps`` would show it.
@@ -86,7 +91,7 @@ def redis_conf(redis_url: str) -> str:
             "use redis://[:password@]127.0.0.1:<port>/0, or leave out --with-redis"
         )
     bind = "::1" if parsed.hostname == "::1" else "127.0.0.1"
-    lines = [f"bind {bind}", f"port {parsed.port or 6379}", 'save ""', "appendonly no"]
+    lines = [f"bind {bind}", f"port {parsed.port or 6379}", *redis_store.conf_lines(data_dir)]
     if parsed.password:
         lines.append(f"requirepass {parsed.password}")
     return "\n".join(lines) + "\n"

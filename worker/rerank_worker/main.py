@@ -4,7 +4,9 @@ SIGTERM once finishes the job in hand and exits; twice stops at once (RQ's two-s
 Start-up failures (model cannot load, Redis unreachable) exit with :data:`EXIT_STARTUP_FAILED`
 so a supervisor can tell "cannot start" from "crashed". Once started, a Redis outage does not end
 the process: the RQ loop is restarted with backoff, the model stays loaded. Two threads run beside
-the RQ loop: the heartbeat (liveness for the API) and the reaper (jobs of dead workers back to RQ).
+the RQ loop: the heartbeat (liveness for the API) and the reaper (jobs of dead workers back to RQ);
+a third, with ``RERANK_WORKER_MAX_JOBS`` or ``RERANK_WORKER_MAX_MEMORY_MB``, retires the worker
+(:mod:`rerank_worker.retire`: it finishes the job in hand and exits 0, for its supervisor to replace).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from redis import Redis
@@ -22,13 +25,14 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq.exceptions import StopRequested
 
-from rerank_contract.defaults import EXIT_STARTUP_FAILED, WORKER_TTL_S
+from rerank_contract.defaults import EXIT_STARTUP_FAILED, RETIRE_CHECK_S, WORKER_TTL_S
 from rerank_contract.jobs import QUEUES, SERIALIZER, WorkerInfo
 from rerank_contract.redis_conn import connect
 from rerank_contract.settings import Settings
 from rerank_worker import model_source, rq_seam, scheduling, scoring
 from rerank_worker.heartbeat import Heartbeat
 from rerank_worker.reaper import Reaper
+from rerank_worker.retire import Retirement, resident_bytes
 from rerank_worker.scoring import Scorer
 from rerank_worker.worker import RerankWorker
 
@@ -93,6 +97,16 @@ def run(settings: Settings) -> int:
     threading.Thread(
         target=reaper.run, args=(settings.heartbeat_interval_s, stopped), name="rerank-reaper", daemon=True
     ).start()
+    retirement = Retirement(
+        max_jobs=settings.worker_max_jobs,
+        max_memory_mb=settings.worker_max_memory_mb,
+        jobs=lambda: workers.jobs_done + worker.jobs_done + workers.jobs_failed + worker.jobs_failed,
+        memory=_memory(scorer, model_thread),
+    )
+    if retirement.enabled:
+        threading.Thread(
+            target=retirement.run, args=(RETIRE_CHECK_S, stopped), name="rerank-retire", daemon=True
+        ).start()
     log.info("worker %s serving %s with %s on %s", worker.name, ", ".join(QUEUES), scorer.model_name, scorer.device)
     backoff = 0.5
     try:
@@ -116,6 +130,20 @@ def run(settings: Settings) -> int:
         stopped.set()
         heartbeat.stop()
     return 0
+
+
+def _memory(scorer: Scorer, model_thread: ThreadPoolExecutor | None) -> Callable[[], int]:
+    """Resident memory; on MPS at least what the Metal driver holds for PyTorch, asked on the model's thread."""
+    if not scorer.device.startswith("mps"):
+        return resident_bytes
+    import torch
+
+    def measure() -> int:
+        query = torch.mps.driver_allocated_memory
+        held = model_thread.submit(query).result() if model_thread is not None else query()
+        return max(resident_bytes(), int(held))
+
+    return measure
 
 
 def _queues(connection: Redis) -> list[Queue]:

@@ -139,6 +139,7 @@ def load(settings: Settings) -> Scorer:
     if settings.scorer == "fake":
         return FakeScorer(max_length=settings.max_length, max_chunks_per_doc=settings.max_chunks_per_doc)
     model_source.check_available(settings.model)
+    from rerank_worker import padding
     from rerank_worker.device import resolve_device
     from rerank_worker.runtime import ModelUnusable, Reranker
 
@@ -146,7 +147,7 @@ def load(settings: Settings) -> Scorer:
     st_logger = logging.getLogger("sentence_transformers.base.model")
     st_logger.addFilter(notice)
     try:
-        return Reranker(
+        reranker = Reranker(
             settings.model,
             device=resolve_device(settings.device),
             batch_size=settings.batch_size,
@@ -164,3 +165,6 @@ def load(settings: Settings) -> Scorer:
         ) from exc
     finally:
         st_logger.removeFilter(notice)
+    if padding.wanted(settings.bucket_padding, reranker.device):
+        padding.install(reranker.model, reranker.max_length)
+    return reranker
