@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -214,6 +215,8 @@ def service_env(redis_url: str, model_dir: Path, **settings: str) -> dict[str, s
         RERANK_LOG_LEVEL="INFO",
     )
     env.update({f"RERANK_{k.upper()}": v for k, v in settings.items()})
+    # `up` persists its private Redis into RERANK_REDIS_DIR (default ~/.rerank-server/redis): never the user's.
+    env.setdefault("RERANK_REDIS_DIR", tempfile.mkdtemp(prefix="rerank-redis-"))
     return env
 
 

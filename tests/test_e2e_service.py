@@ -34,7 +34,7 @@ def test_seed_example_ranks_like_cross_encoder_predict(stack: Stack, cross_encod
     response = stack.rerank(SEED_QUERY, SEED_CANDIDATES)
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"results", "model", "processing_time_ms"}
+    assert set(body) == {"results", "model", "processing_time_ms", "tokens"}
     assert body["model"] == str(model_dir)
     assert body["processing_time_ms"] > 0
     assert_matches(body, expected(cross_encoder, SEED_QUERY, SEED_CANDIDATES))
