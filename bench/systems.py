@@ -118,11 +118,13 @@ class System:
     latency: dict[int, load.Run] = field(default_factory=dict)
     throughput: dict[int, load.Run] = field(default_factory=dict)
     rss: dict[str, float | None] = field(default_factory=dict)
+    redis_url: str | None = None
 
 
 @contextmanager
-def service(setup: Setup, batch_size: int, logs: Path) -> Iterator[System]:
-    """rerank-server: a redis-server, ``rerank-server api`` and ``rerank-server worker``."""
+def service(setup: Setup, batch_size: int, logs: Path, extra_env: dict[str, str] | None = None) -> Iterator[System]:
+    """rerank-server: a redis-server, ``rerank-server api`` and ``rerank-server worker`` (``extra_env``: more
+    ``RERANK_*`` settings, for A/B runs)."""
     redis_port, api_port = free_port(), free_port()
     url = f"http://127.0.0.1:{api_port}"
     env = {
@@ -133,6 +135,7 @@ def service(setup: Setup, batch_size: int, logs: Path) -> Iterator[System]:
         "RERANK_BATCH_SIZE": str(batch_size),
         "RERANK_PORT": str(api_port),
         "RERANK_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
     cli = [sys.executable, "-m", "rerank_server"]
     with ExitStack() as stack:
@@ -142,7 +145,9 @@ def service(setup: Setup, batch_size: int, logs: Path) -> Iterator[System]:
         wait_for_redis(redis_port, logs / "redis.log")
         api = stack.enter_context(process([*cli, "api"], logs / "api.log", env, ready_url=f"{url}/openapi.json"))
         worker = stack.enter_context(process([*cli, "worker"], logs / "worker.log", env, ready_url=f"{url}/health"))
-        yield System("rerank-server", url, seed_body, {"api": api.pid, "worker": worker.pid})
+        yield System(
+            "rerank-server", url, seed_body, {"api": api.pid, "worker": worker.pid}, redis_url=env["RERANK_REDIS_URL"]
+        )
 
 
 @contextmanager
