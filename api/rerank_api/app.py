@@ -61,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.dispatcher.close()
             await monitor.stop()
             await async_redis.aclose()
             sync_redis.close()

@@ -91,6 +91,8 @@ REDIS_PING_TIMEOUT_S = 1.0
 WAIT_SLICE_S = 0.5
 #: How often the monitor re-reads heartbeats and queue depths: /health and 429s lag by at most this.
 MONITOR_INTERVAL_S = 0.5
+#: An API process's wake stream (its result reader's doorbell) outlives a process that died by this long.
+WAKE_STREAM_TTL_S = 3600
 
 # --- worker (rerank_worker) --------------------------------------------------------------------
 
