@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import models
-from bench.systems import Setup, System, baseline, infinity, process, rss_mb, seed_body, service
+from bench.systems import Setup, System, baseline, cpu_s, infinity, process, rss_mb, seed_body, service
 from bench.workload import Workload
 
 HERE = Path(__file__).parent
@@ -51,6 +52,11 @@ class Capacity:
     p99_ms: list[float] = field(default_factory=list)
     errors: int = 0
     calls: int = 0
+    #: CPU seconds each of the system's processes used during the measured rounds.
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+    def cpu_ms_per_call(self, name: str) -> float:
+        return self.cpu_s.get(name, 0.0) * 1000 / max(1, self.calls)
 
     @property
     def rate(self) -> float:
@@ -92,6 +98,21 @@ def run_wrk(system: System, script: Path, seconds: float, threads: int = 2) -> t
 
 
 @contextmanager
+def _env(**values: str):
+    """``values`` in this process's environment (which the systems' processes inherit) until the block ends."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
 def bare(logs: Path):
     from bench.systems import free_port
 
@@ -112,8 +133,11 @@ def measure(systems: list[System], *, rounds: int, seconds: float) -> dict[str, 
             run_wrk(system, scripts[system.name], 2)
         for _ in range(rounds):
             for system in systems:
+                before = {name: cpu_s(pid) for name, pid in system.pids.items()}
                 rate, p50, p99, errors, calls = run_wrk(system, scripts[system.name], seconds)
                 got = results[system.name]
+                for name, pid in system.pids.items():
+                    got.cpu_s[name] = got.cpu_s.get(name, 0.0) + cpu_s(pid) - before[name]
                 got.calls_per_s.append(rate)
                 got.p50_ms.append(p50)
                 got.p99_ms.append(p99)
@@ -130,17 +154,21 @@ def report_lines(systems: list[System], results: dict[str, Capacity], rounds: in
     lines = [
         f"## Capacity: concurrency {CONCURRENCY}, {CANDIDATES} candidates per call, near-instant model, wrk", "",
         f"{rounds} rounds of {seconds:g} s per system, in turn; calls/s is the mean of the rounds, p50 the median"
-        " of the rounds' p50s, p99 the worst round's.", "",
-        "| system | calls/s | p50 ms | p99 ms | calls | errors | x bare endpoint | x infinity-emb | RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " of the rounds' p50s, p99 the worst round's. CPU ms per call: CPU time of the system's processes during"
+        " the rounds over the calls served (steadier than calls/s on a shared machine).", "",
+        "| system | calls/s | p50 ms | p99 ms | calls | errors | x bare endpoint | x infinity-emb | CPU ms/call"
+        " | RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for name, got in results.items():
         vs_limit = f"{got.rate / limit:.2f}" if limit else ""
         vs_peer = f"{got.rate / peer:.2f}" if peer else ""
-        rss = " + ".join(f"{rss_mb(pid) or 0:.0f}" for pid in by_name[name].pids.values())
+        pids = by_name[name].pids
+        rss = " + ".join(f"{rss_mb(pid) or 0:.0f}" for pid in pids.values())
+        cpu = " + ".join(f"{got.cpu_ms_per_call(process):.2f}" for process in pids)
         lines.append(
             f"| {name} | {got.rate:,.0f} | {statistics.median(got.p50_ms):,.1f} | {max(got.p99_ms):,.1f} "
-            f"| {got.calls:,} | {got.errors} | {vs_limit} | {vs_peer} | {rss} |"
+            f"| {got.calls:,} | {got.errors} | {vs_limit} | {vs_peer} | {cpu} ({'+'.join(pids)}) | {rss} |"
         )
     ours = results.get("rerank-server")
     if ours is not None:
@@ -150,6 +178,9 @@ def report_lines(systems: list[System], results: dict[str, Capacity], rounds: in
         if peer:
             lines.append(f"**{ours.rate / peer:.2f}x** infinity-emb (target >= 2.0),")
         lines.append(f"{ours.errors} errors (target 0).")
+    lines.append(
+        "All model-running systems ran with one torch thread (`OMP_NUM_THREADS=1`); other work shared the machine."
+    )
     return [*lines, ""]
 
 
@@ -160,6 +191,9 @@ def run(logs: Path, *, with_infinity: bool, quick: bool, extra_env: dict[str, st
     setup = Setup(models.tiny(CACHE / "tiny-cross-encoder"), "cpu", "float32")
     rounds, seconds = (1, 5.0) if quick else (3, 10.0)
     with ExitStack() as stack:
+        # One torch thread in every system that runs the model: the tiny model needs no intra-op parallelism, and
+        # two threads on two shared cores spin-wait for each other (256 tiny pairs took 1.27 s instead of 0.12 s).
+        stack.enter_context(_env(OMP_NUM_THREADS="1"))
         systems = [stack.enter_context(bare(logs))]
         if with_infinity and (peer := stack.enter_context(infinity(setup, 32, logs))) is not None:
             systems.append(peer)
