@@ -68,6 +68,12 @@ class Settings(BaseSettings):
         defaults.SCORER,
         description="cross-encoder: the model above; fake: a torch-free word-overlap scorer, to test the plumbing.",
     )
+    max_batch_s: float = Field(
+        defaults.MAX_BATCH_S,
+        gt=0,
+        description="A batch holds at most the pairs the model scores in this long (at its recent rate), "
+        "but at least one micro-batch.",
+    )
 
     # --- API / facade ------------------------------------------------------------------------
     host: str = defaults.HOST
