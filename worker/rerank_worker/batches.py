@@ -174,7 +174,7 @@ class SyncBatches:
         ended = now()
         done = [(m.running, m.result) for m in batch if m.error is None]
         rq_seam.succeed(self._worker, done, ended)
-        if done:
+        if done and log.isEnabledFor(logging.INFO):  # the ids are joined only when they will be logged
             log.info("finished %d jobs (%s)", len(done), ", ".join(r.job.id for r, _ in done))
         self.done += len(done)
         for one in batch:
