@@ -21,7 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from bench import load, models
+from bench import capacity, load, models
+from bench.precision import dtype_accuracy
 from bench.systems import Setup, System, baseline, infinity, rss_mb, seed_body, service
 from bench.workload import Workload
 
@@ -178,28 +179,13 @@ def measure_bulk(url: str, workload: Workload, quick: bool) -> dict[str, float]:
     }
 
 
-def dtype_accuracy(setup: Setup, workload: Workload, report: Report) -> None:
-    """How far reduced precision moves scores and order, against float32 on the same device."""
-    requests = [workload.request(16) for _ in range(32)]
-    reference = Setup(setup.model_dir, setup.device, "float32").cross_encoder()
-    rows = []
-    for name in ("float16", "bfloat16"):
-        model = Setup(setup.model_dir, setup.device, name).cross_encoder()
-        worst, same_top = 0.0, 0
-        for q, cs in requests:
-            a = reference.predict([(q, c) for c in cs], show_progress_bar=False)
-            b = model.predict([(q, c) for c in cs], show_progress_bar=False)
-            worst = max(worst, float(abs(a - b).max()))
-            same_top += int(a.argmax() == b.argmax())
-        rows.append([name, f"{worst:.2e}", f"{same_top}/{len(requests)}"])
-    report.add("## Reduced precision against float32", "")
-    report.table(["dtype", "max |score difference|", "same top-1"], rows)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests: a smoke run, not for the record")
     parser.add_argument("--no-infinity", action="store_true", help="skip infinity-emb")
+    parser.add_argument(
+        "--capacity-only", action="store_true", help="only the capacity benchmark (also: python -m bench.capacity)"
+    )
     parser.add_argument("--report", type=Path, default=HERE / "results" / "report.md")
     parser.add_argument("--model", choices=list(MODELS), default="minilm", help="which model every system serves")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, mps (the same for every system)")
@@ -222,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     report.add("# rerank-server benchmark", "", f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {machine(setup)}", "")
     model = f"{MODELS[args.model]} (`{model_dir.name}`)"
     report.add(f"Model: {model}, {args.device}, {args.dtype}. Passages of 8-48 words.", "")
+    if args.device == "cpu":  # the capacity benchmark's near-instant model runs on the CPU
+        report.add(*capacity.run(logs, with_infinity=not args.no_infinity, quick=args.quick))
+    if args.capacity_only:
+        return _write(args.report, report)
 
     ceiling, batch_size, raw_latency = measure_raw(setup, workload, report, args.quick)
     with ExitStack() as stack:
@@ -293,9 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     report.table(["process", "MB"], [[f"{s.name}: {k}", v or 0.0] for s in systems for k, v in s.rss.items()])
     dtype_accuracy(setup, workload, report)
 
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text("\n".join(report.lines) + "\n")
-    print(f"report written to {args.report}")
+    return _write(args.report, report)
+
+
+def _write(path: Path, report: Report) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(report.lines) + "\n")
+    print(f"report written to {path}")
     return 0
 
 

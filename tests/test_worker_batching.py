@@ -10,6 +10,7 @@ from rq.job import Job
 from rerank_contract.defaults import POP_GROUP
 from rerank_contract.jobs import SERIALIZER, SYNC_QUEUE
 from rerank_worker import batching
+from rerank_worker.batching import PairBudget
 from rerank_worker.rq_seam import RerankJob
 
 
@@ -72,3 +73,27 @@ def test_a_full_budget_takes_nothing(queue: Queue) -> None:
     ids = enqueue(queue, 1)
     assert collect(queue, room=0) == ([], 0, None)
     assert queue.get_job_ids() == ids
+
+
+def test_pair_budget_follows_the_models_rate_within_its_bounds() -> None:
+    budget = PairBudget(512, max_batch_s=1.0, min_pairs=16)
+    assert budget.pairs == 512  # nothing measured yet: the cap
+    budget.observe(8, 1.0)  # smaller than a micro-batch: says little of the rate, ignored
+    assert budget.pairs == 512
+    budget.observe(100, 2.0)  # 50 pairs/s: a second of it
+    assert budget.pairs == 50
+    budget.observe(100, 10.0)  # 10 pairs/s, smoothed: 50 + 0.3 * (10 - 50) = 38
+    assert budget.pairs == 38
+    for _ in range(30):
+        budget.observe(16, 16.0)  # 1 pair/s: never below one micro-batch
+    assert budget.pairs == 16
+    for _ in range(30):
+        budget.observe(512, 0.01)  # a GPU: the pair cap binds
+    assert budget.pairs == 512
+    assert PairBudget(512, max_batch_s=None, min_pairs=16).pairs == 512
+
+
+def test_pair_budget_without_a_time_bound_is_the_cap() -> None:
+    budget = PairBudget(64)
+    budget.observe(64, 100.0)
+    assert budget.pairs == 64

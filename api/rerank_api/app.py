@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -23,19 +24,29 @@ from rerank_api.monitor import WorkerMonitor
 from rerank_api.routes import router
 from rerank_contract import __version__
 from rerank_contract.bulk_jobs import BulkJobs
-from rerank_contract.defaults import MONITOR_INTERVAL_S, REDIS_CONNECT_TIMEOUT_S, WAIT_SLICE_S
+from rerank_contract.defaults import (
+    API_REDIS_CONNECTIONS,
+    MONITOR_INTERVAL_S,
+    REDIS_CONNECT_TIMEOUT_S,
+    REDIS_SOCKET_TIMEOUT_S,
+    WAIT_SLICE_S,
+)
 from rerank_contract.redis_conn import connect
 from rerank_contract.settings import Settings
 
 
 def _async_redis(url: str) -> AsyncRedis:
-    # Above the longest XREAD block, so a slow answer is never mistaken for a dead socket.
-    return AsyncRedis.from_url(
+    # Above the longest XREAD block, so a slow answer is never mistaken for a dead socket. A blocking pool: past
+    # its size a request waits for a free connection instead of failing with "Too many connections".
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=API_REDIS_CONNECTIONS,
+        timeout=REDIS_SOCKET_TIMEOUT_S,
         socket_timeout=WAIT_SLICE_S + 5,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
     )
+    return AsyncRedis.from_pool(pool)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -61,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.dispatcher.close()
             await monitor.stop()
             await async_redis.aclose()
             sync_redis.close()

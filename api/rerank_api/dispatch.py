@@ -1,11 +1,12 @@
 """Enqueue one RQ job per request and wait for its result without blocking the event loop.
 
 Enqueueing lets RQ's own API write the job into a pipeline that is only a buffer, then sends those
-commands in one transaction from the event loop (RQ has no asyncio API; a thread hop and RQ's two
-transactions cost more than the queue hop itself). Waiting is an async
-``XREAD BLOCK`` on RQ's result stream for the job, in short slices: between slices the waiter
-checks that a worker is still alive and still holds the job, so a dead worker gives a 503 within
-seconds instead of a hang until the timeout. A request that gives up cancels its job.
+commands as one atomic script from the event loop (:mod:`rerank_api.atomic`; RQ has no asyncio API, and a
+thread hop and RQ's two transactions cost more than the queue hop itself). Waiting is a future that the process's one
+:class:`~rerank_api.results.ResultReader` resolves (one ``XREAD BLOCK`` for every job in flight), awaited
+in short slices: after a slice without its result the waiter checks that a worker is still alive and
+still holds the job, so a dead worker gives a 503 within seconds instead of a hang until the timeout. A
+request that gives up cancels its job.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.results import Result
 
+from rerank_api.atomic import Atomic
 from rerank_api.errors import ApiError, ErrorType
 from rerank_api.monitor import WorkerMonitor
+from rerank_api.results import ResultReader
 from rerank_contract.defaults import WAIT_SLICE_S
 from rerank_contract.jobs import (
     RERANK_JOB,
@@ -62,6 +65,12 @@ class Dispatcher:
         self._timeout_s = timeout_s
         self._result_ttl_s = result_ttl_s
         self._queue = Queue(SYNC_QUEUE, connection=sync_redis, serializer=SERIALIZER)
+        self.reader = ResultReader(async_redis)
+        self._atomic = Atomic(async_redis)
+
+    async def close(self) -> None:
+        """Stop the result reader (the app's shutdown)."""
+        await self.reader.close()
 
     def check_can_serve(self) -> None:
         """Raise at once (503) when Redis is down or no worker is alive, before anything is enqueued."""
@@ -82,7 +91,7 @@ class Dispatcher:
                 headers={"Retry-After": "1"},
             )
 
-    async def _enqueue(self, payload: RerankPayload) -> str:
+    async def _enqueue(self, payload: RerankPayload) -> tuple[str, asyncio.Future]:
         seconds = math.ceil(self._timeout_s)
         if not self._queue.redis_server_version:  # RQ asks the server once per queue, with a blocking INFO
             await asyncio.to_thread(self._queue.get_redis_server_version)
@@ -97,11 +106,13 @@ class Dispatcher:
             description=f"rerank {len(payload.candidates)} candidates",
             pipeline=buffer,
         )
-        async with self._redis.pipeline(transaction=True) as send:
-            for args, options in buffer.command_stack:
-                send.execute_command(*args, **options)
-            await send.execute()
-        return job.id
+        result = self.reader.expect(job.id)  # before the job exists, so no result can come unseen
+        try:
+            await self._atomic.run([*(args for args, _ in buffer.command_stack), *self.reader.wake_commands()])
+        except BaseException:
+            self.reader.forget(job.id)
+            raise
+        return job.id, result
 
     def _cancel(self, job_id: str) -> None:
         try:
@@ -122,27 +133,34 @@ class Dispatcher:
         self.inflight += 1
         try:
             try:
-                job_id = await self._enqueue(payload)
+                job_id, result = await self._enqueue(payload)
             except (RedisError, OSError) as exc:
                 raise ApiError(ErrorType.QUEUE_UNAVAILABLE, f"cannot enqueue: Redis unreachable: {exc}") from exc
             try:
-                return await self._wait(job_id, deadline, gone)
+                return await self._wait(job_id, result, deadline, gone)
             except BaseException:
                 loop.run_in_executor(None, self._cancel, job_id)
                 raise
+            finally:
+                self.reader.forget(job_id)
         finally:
             self.inflight -= 1
 
-    async def _wait(self, job_id: str, deadline: float, gone: Callable[[], Awaitable[bool]] | None) -> RerankResult:
+    async def _wait(
+        self,
+        job_id: str,
+        result: asyncio.Future,
+        deadline: float,
+        gone: Callable[[], Awaitable[bool]] | None,
+    ) -> RerankResult:
         loop = asyncio.get_running_loop()
-        key = Result.get_key(job_id)
         while (remaining := deadline - loop.time()) > 0:
-            try:
-                response = await self._redis.xread({key: "0-0"}, block=max(1, int(min(WAIT_SLICE_S, remaining) * 1000)))
-            except (RedisError, OSError) as exc:
-                raise ApiError(ErrorType.QUEUE_UNAVAILABLE, f"lost Redis while waiting: {exc}") from exc
-            if response:
-                entry_id, fields = response[0][1][-1]
+            done, _ = await asyncio.wait({result}, timeout=min(WAIT_SLICE_S, remaining))
+            if done:
+                try:
+                    entry_id, fields = result.result()
+                except (RedisError, OSError) as exc:
+                    raise ApiError(ErrorType.QUEUE_UNAVAILABLE, f"lost Redis while waiting: {exc}") from exc
                 return self._parse(job_id, entry_id, fields)
             if gone is not None and await gone():
                 raise ApiError(ErrorType.CLIENT_CLOSED, f"client disconnected; job {job_id} cancelled")

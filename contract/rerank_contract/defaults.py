@@ -44,6 +44,9 @@ BUCKET_PADDING = "auto"
 WORKER_MAX_JOBS = None
 #: None: no limit; with one, a worker past it finishes its job and exits, and a fresh process gives the memory back.
 WORKER_MAX_MEMORY_MB = None
+#: A second: on a slow CPU a 512-pair batch takes 10 s and every job in it waits for all of it; a GPU scores
+#: MAX_BATCH_PAIRS in a fraction of that, so there the pair cap is what binds.
+MAX_BATCH_S = 1.0
 #: Frequent enough that a dead worker is noticed within HEARTBEAT_TTL_S; one small Redis write each.
 HEARTBEAT_INTERVAL_S = 1.0
 #: Three intervals: a live worker may miss two beats (a long GC pause, a slow Redis) before it counts as dead.
@@ -103,6 +106,12 @@ REDIS_PING_TIMEOUT_S = 1.0
 WAIT_SLICE_S = 0.5
 #: How often the monitor re-reads heartbeats and queue depths: /health and 429s lag by at most this.
 MONITOR_INTERVAL_S = 0.5
+#: An API process's wake stream (its result reader's doorbell) outlives a process that died by this long.
+WAKE_STREAM_TTL_S = 3600
+#: Redis connections of one API process: waiting requests hold none (one result reader reads for all), and
+#: an enqueue holds one for well under a millisecond; past this a request waits for one (redis-py's own pool
+#: fails past 100 with "Too many connections", which 100 waiting requests used to reach).
+API_REDIS_CONNECTIONS = 64
 
 # --- worker (rerank_worker) --------------------------------------------------------------------
 

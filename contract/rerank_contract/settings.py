@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         ge=1,
         description="A worker past this much memory (MiB) finishes its job and exits 0, for a fresh one.",
     )
+    max_batch_s: float = Field(
+        defaults.MAX_BATCH_S,
+        gt=0,
+        description="A batch holds at most the pairs the model scores in this long (at its recent rate), "
+        "but at least one micro-batch.",
+    )
 
     # --- API / facade ------------------------------------------------------------------------
     host: str = defaults.HOST

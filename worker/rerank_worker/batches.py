@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,12 +69,21 @@ def member(job: Job, queue: Queue) -> Member:
 class SyncBatches:
     """Collects, starts, scores and finishes sync batches for one worker."""
 
-    def __init__(self, worker: SimpleWorker, scorer: Scorer, queue: Queue, *, max_batch_pairs: int) -> None:
+    def __init__(
+        self,
+        worker: SimpleWorker,
+        scorer: Scorer,
+        queue: Queue,
+        *,
+        max_batch_pairs: int,
+        max_batch_s: float | None = None,
+        min_batch_pairs: int = 1,
+    ) -> None:
         self._worker = worker
         self._scorer = scorer
         self.queue = queue
         self._source = batching.QueueSource(queue, worker.job_class)
-        self.max_batch_pairs = max_batch_pairs
+        self.budget = batching.PairBudget(max_batch_pairs, max_batch_s=max_batch_s, min_pairs=min_batch_pairs)
         self.done = 0
         self.failed = 0
         self.calls = 0
@@ -97,7 +107,7 @@ class SyncBatches:
         used = sum(m.pairs for m in batch)
         _, foreign = batching.collect(
             self._source,
-            room=self.max_batch_pairs - used,
+            room=self.budget.pairs - used,
             join=join,
             skip=cancelled,
             stop=self.stopping,
@@ -117,7 +127,10 @@ class SyncBatches:
         :class:`Member` records, so it may run on the model thread.
         """
         valid = [m for m in batch if m.payload is not None]
+        started = time.perf_counter()
         self._score(valid, alarm)
+        if not any(m.error for m in valid):
+            self.budget.observe(sum(m.pairs for m in valid), time.perf_counter() - started)
         if len(valid) > 1 and any(m.error for m in valid):
             # A failure of the shared call says nothing about each job: retry them one by one.
             for one in valid:
@@ -162,7 +175,7 @@ class SyncBatches:
         ended = now()
         done = [(m.running, m.result) for m in batch if m.error is None]
         rq_seam.succeed(self._worker, done, ended)
-        if done:
+        if done and log.isEnabledFor(logging.INFO):  # the ids are joined only when they will be logged
             log.info("finished %d jobs (%s)", len(done), ", ".join(r.job.id for r, _ in done))
         self.done += len(done)
         for one in batch:

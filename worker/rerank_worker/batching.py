@@ -3,6 +3,11 @@
 Pure logic over a small :class:`JobSource` (pop ids, fetch their jobs, push ids back), so it can be
 tested on fakeredis or a list. Ids are taken a few at a time and their jobs fetched in one round trip;
 ids past the budget go back to the front of the queue in order, so nobody is overtaken.
+
+The budget (:class:`PairBudget`) is the fixed pair cap, lowered to what the model scores in
+``max_batch_s`` at the rate it showed on recent batches, but never below one micro-batch: on a slow CPU
+a batch then ends in about a second instead of making every job in it wait for a 10-second call, while
+the model still runs whole micro-batches; on a GPU the cap is the smaller of the two.
 """
 
 from __future__ import annotations
@@ -15,6 +20,34 @@ from rq.job import Job
 from rq.utils import as_text
 
 from rerank_contract.defaults import POP_GROUP
+
+
+class PairBudget:
+    """How many pairs the next batch may hold: ``max_pairs``, bounded by ``max_batch_s`` of expected compute."""
+
+    #: Weight of the newest batch in the rate estimate: a few batches follow a change of load or length.
+    SMOOTHING = 0.3
+
+    def __init__(self, max_pairs: int, *, max_batch_s: float | None = None, min_pairs: int = 1) -> None:
+        self.max_pairs = max_pairs
+        self.max_batch_s = max_batch_s
+        self.min_pairs = min(min_pairs, max_pairs)
+        #: Pairs per second of recent model calls (None until a call of at least ``min_pairs`` was seen).
+        self.pairs_per_s: float | None = None
+
+    def observe(self, pairs: int, seconds: float) -> None:
+        """Learn from a model call of ``pairs`` that took ``seconds`` (smaller calls say little of the rate)."""
+        if pairs < self.min_pairs or seconds <= 0:
+            return
+        rate = pairs / seconds
+        old = self.pairs_per_s
+        self.pairs_per_s = rate if old is None else old + self.SMOOTHING * (rate - old)
+
+    @property
+    def pairs(self) -> int:
+        if self.max_batch_s is None or self.pairs_per_s is None:
+            return self.max_pairs
+        return max(self.min_pairs, min(self.max_pairs, int(self.pairs_per_s * self.max_batch_s)))
 
 
 class JobSource(Protocol):

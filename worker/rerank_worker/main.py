@@ -175,6 +175,8 @@ class _WorkerFactory:
             max_batch_pairs=self._settings.max_batch_pairs,
             bulk_chunk_pairs=self._settings.bulk_chunk_pairs,
             model_thread=self._model_thread,
+            max_batch_s=self._settings.max_batch_s,
+            min_batch_pairs=self._settings.batch_size,  # one micro-batch: the model's best batch is never cut
         )
 
     def retire(self, worker: RerankWorker) -> None:

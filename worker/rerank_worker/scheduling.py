@@ -95,7 +95,7 @@ class Scheduler:
         as soon as the model is done.
         """
         interval = max(0.002, 0.05 * self._last_call_s)
-        while foreign is None and sum(m.pairs for m in batch) < self.batches.max_batch_pairs:
+        while foreign is None and sum(m.pairs for m in batch) < self.batches.budget.pairs:
             done, _ = wait([scoring], timeout=interval)
             if done or self.batches.stopping() or time.monotonic() > until:
                 break

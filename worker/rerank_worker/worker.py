@@ -43,6 +43,8 @@ class RerankWorker(SimpleWorker):
         max_batch_pairs: int,
         bulk_chunk_pairs: int,
         model_thread: ThreadPoolExecutor | None = None,
+        max_batch_s: float | None = None,
+        min_batch_pairs: int = 1,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("job_class", rq_seam.RerankJob)
@@ -50,7 +52,14 @@ class RerankWorker(SimpleWorker):
         self.scorer = scorer
         self.bulk_chunk_pairs = bulk_chunk_pairs
         sync_queue = next(q for q in self.queues if q.name == SYNC_QUEUE)
-        self.sync = SyncBatches(self, scorer, sync_queue, max_batch_pairs=max_batch_pairs)
+        self.sync = SyncBatches(
+            self,
+            scorer,
+            sync_queue,
+            max_batch_pairs=max_batch_pairs,
+            max_batch_s=max_batch_s,
+            min_batch_pairs=min_batch_pairs,
+        )
         self.batch_scheduler = Scheduler(self.sync, model_thread=model_thread)
         self.refused = 0
         self.bulk_done = 0

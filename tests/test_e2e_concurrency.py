@@ -1,0 +1,42 @@
+"""Under heavy concurrency every answer reaches its own caller: one API's shared result reader, two workers.
+
+Hundreds of requests in flight at once, each with its own query, candidate order and size, so a result
+handed to the wrong waiter (or scored in another job's place within a batch) shows as a wrong ranking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import httpx
+import pytest
+
+from tests.test_e2e_service import assert_matches, expected
+from tests.tiny_model import TOPICS
+
+pytestmark = pytest.mark.e2e
+
+
+def test_hundreds_of_concurrent_calls_each_get_their_own_scores(make_stack, cross_encoder) -> None:
+    stack = make_stack(RERANK_MAX_BATCH_PAIRS="64")  # several batches per worker, so jobs mix across batches
+    stack.start_api()
+    stack.start_worker()
+    stack.start_worker()
+    rng = random.Random(7)
+    topics = list(TOPICS)
+    passages = [p for docs in TOPICS.values() for p in docs]
+    requests = [(rng.choice(topics), rng.sample(passages, rng.randint(1, 8))) for _ in range(400)]
+
+    async def fire() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        async with httpx.AsyncClient(base_url=stack.url, timeout=120, limits=limits) as client:
+            return await asyncio.gather(
+                *(client.post("/v1/rerank", json={"query": q, "candidates": c}) for q, c in requests)
+            )
+
+    responses = asyncio.run(fire())
+    failed = [r.json() for r in responses if r.status_code != 200]
+    assert not failed, f"{len(failed)} calls failed, the first: {failed[0]}"
+    for (query, candidates), response in zip(requests, responses, strict=True):
+        assert_matches(response.json(), expected(cross_encoder, query, candidates))
