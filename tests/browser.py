@@ -9,9 +9,12 @@ so a test can show that a page needs nothing from the internet.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
 from contextlib import ExitStack
@@ -119,11 +122,13 @@ class Browser:
         return path
 
     def close(self) -> None:
+        """Stop Chromium and every helper process it started (its own session), so none outlives the test."""
         self._exit.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
             try:
                 self.proc.wait(10)
+                break
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                continue
