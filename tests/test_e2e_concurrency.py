@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_hundreds_of_concurrent_calls_each_get_their_own_scores(make_stack, cross_encoder) -> None:
-    stack = make_stack(RERANK_MAX_BATCH_PAIRS="64")  # several batches per worker, so jobs mix across batches
+    stack = make_stack(MAX_BATCH_PAIRS="64")  # several batches per worker, so jobs mix across batches
     stack.start_api()
     stack.start_worker()
     stack.start_worker()
