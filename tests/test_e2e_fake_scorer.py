@@ -21,7 +21,7 @@ def test_fake_scorer_serves_through_the_queue_without_loading_torch(make_stack) 
     candidates = ["cooking recipes", "machine learning basics", "learning to cook"]
     response = stack.rerank("machine learning", candidates)
     assert response.status_code == 200, response.text
-    (want,) = FakeScorer().score_many([("machine learning", candidates)], ScoreMode.ACTIVATED)
+    (want,) = FakeScorer().score_many([("machine learning", candidates)], ScoreMode.ACTIVATED).scores
     assert {r["index"]: r["score"] for r in response.json()["results"]} == pytest.approx(dict(enumerate(want)))
     assert [r["index"] for r in response.json()["results"]] == [1, 2, 0]
     health = stack.health()

@@ -179,13 +179,14 @@ def test_truncate_false_rejects_too_long_text_with_413(stack: Stack) -> None:
 
 def test_left_truncation_keeps_the_end(stack: Stack, cross_encoder) -> None:
     # The relevant words lead, so cutting from the right (the default) keeps them and cutting from the left
-    # does not: the two scores differ widely whatever this machine's training made of the tiny model.
+    # does not. How far apart the two scores are depends on what this machine's training made of the tiny model
+    # (0.03 on one machine), so the check is that the score is the kept end's and clearly not the other's.
     leading = " ".join(["deep", "learning", "neural", "networks"] + ["cooking"] * 60)
     body = {"query": QUERY, "texts": [leading], "truncation_direction": "Left"}
     score = post(stack, "/rerank", body).json()[0]["score"]
     kept = " ".join(["cooking"] * 59)  # the last 59 tokens
     assert score == pytest.approx(predict(cross_encoder, [kept])[0], abs=1e-5)
-    assert abs(score - predict(cross_encoder, [leading])[0]) > 0.1
+    assert abs(score - predict(cross_encoder, [leading])[0]) > 1e-3
 
 
 def test_max_tokens_per_doc_cuts_each_document(stack: Stack, cross_encoder) -> None:

@@ -62,7 +62,9 @@ def test_an_instruction_is_the_query_prefix_of_a_bert_model(reranker, cross_enco
         [float(s) for s in cross_encoder.predict([(QUERY, d) for d in docs], prompt=instruction)]
     )
     assert got != pytest.approx(reranker.score(QUERY, docs))
-    tokens = reranker.prepare(RerankPayload(query=QUERY, candidates=docs, instruction=instruction)).tokens
+    (tokens,) = jobs.score_payloads(
+        reranker, [RerankPayload(query=QUERY, candidates=docs, instruction=instruction)]
+    ).tokens
     tokenizer = reranker.model.tokenizer
     assert tokens == sum(len(tokenizer(instruction + QUERY, d)["input_ids"]) for d in docs)
 
@@ -91,7 +93,7 @@ def test_jobs_with_different_instructions_never_share_a_model_call() -> None:
         [("one", ["a", "d"]), (None, ["b"]), ("two", ["c"]), ("one", ["e"])], key=str
     )
     assert scored.tokens == [3 + 1, 2, 3, 3, 3]  # the fake counts words: instruction, query and candidate
-    assert scored.scores[0] == FakeScorer().score_many([("a", ["a b"])], ScoreMode.ACTIVATED)[0]
+    assert scored.scores[0] == FakeScorer().score_many([("a", ["a b"])], ScoreMode.ACTIVATED).scores[0]
 
 
 def test_fake_scorer_chunks_by_words() -> None:

@@ -26,6 +26,7 @@ from rerank_contract.jobs import (
     ScoreMode,
 )
 from rerank_contract.settings import Settings
+from rerank_worker import jobs
 from tests import tiny_decoder
 from tests.worker_fixtures import fetch
 
@@ -102,10 +103,12 @@ def test_lengths_count_the_rendered_template(decoders) -> None:
     rendered = rendered_length(reranker, DOCS[0])
     assert rendered > plain + 20  # the template's system text and markers
     assert rendered_length(reranker, DOCS[0], INSTRUCTION) > rendered
-    prepared = reranker.prepare(RerankPayload(query=QUERY, candidates=DOCS, instruction=INSTRUCTION))
-    assert prepared.tokens == sum(rendered_length(reranker, d, INSTRUCTION) for d in DOCS)
+    (tokens,) = jobs.score_payloads(
+        reranker, [RerankPayload(query=QUERY, candidates=DOCS, instruction=INSTRUCTION)]
+    ).tokens
+    assert tokens == sum(rendered_length(reranker, d, INSTRUCTION) for d in DOCS)
     features = reranker.model.preprocess([(QUERY, d) for d in DOCS], prompt=INSTRUCTION)
-    assert prepared.tokens == int(features["attention_mask"].sum())  # what predict feeds the model
+    assert tokens == int(features["attention_mask"].sum())  # what predict feeds the model
 
 
 def test_truncate_false_refuses_a_pair_that_fits_only_without_its_template(decoders) -> None:
@@ -118,9 +121,9 @@ def test_truncate_false_refuses_a_pair_that_fits_only_without_its_template(decod
     assert len(tokenizer(QUERY, text)["input_ids"]) < MAX_LENGTH < rendered_length(reranker, text)
     with pytest.raises(InputTooLong, match=f"candidate 1 with the query is {rendered_length(reranker, text)} tokens"):
         reranker.prepare(RerankPayload(query=QUERY, candidates=[DOCS[0], text], truncate=False))
-    prepared = reranker.prepare(RerankPayload(query=QUERY, candidates=[DOCS[0], text]))
-    assert prepared.texts == [DOCS[0], text]  # cut by the model, counted as it reads it
-    assert prepared.tokens == rendered_length(reranker, DOCS[0]) + MAX_LENGTH
+    payload = RerankPayload(query=QUERY, candidates=[DOCS[0], text])
+    assert reranker.prepare(payload).texts == [DOCS[0], text]  # cut by the model, counted as it reads it
+    assert jobs.score_payloads(reranker, [payload]).tokens == [rendered_length(reranker, DOCS[0]) + MAX_LENGTH]
 
 
 def test_left_truncation_keeps_the_end_the_model_then_reads(decoders, cross_encoders) -> None:
@@ -129,7 +132,7 @@ def test_left_truncation_keeps_the_end_the_model_then_reads(decoders, cross_enco
     (kept,) = reranker.prepare(RerankPayload(query=QUERY, candidates=[long], truncation_side="left")).texts
     assert long.endswith(kept) and kept.endswith("distant galaxies")
     assert MAX_LENGTH - 3 <= rendered_length(reranker, kept) <= MAX_LENGTH  # nothing more is cut by the model
-    raw = reranker.score_many([(QUERY, [kept])], ScoreMode.RAW)[0]
+    (raw,) = reranker.score_many([(QUERY, [kept])], ScoreMode.RAW).scores
     assert raw == pytest.approx(predict_raw(model, [(QUERY, kept)]), abs=1e-5)
 
 
@@ -144,7 +147,7 @@ def test_huge_position_limit_gets_the_default_cap(tmp_path: Path, decoder_dirs, 
     long = " ".join(["cooking recipes"] * 100)
     assert capped.max_length == 100 and rendered_length(capped, long) > 100
     assert int(capped.model.preprocess([(QUERY, long)])["attention_mask"].sum()) == 100
-    assert capped.prepare(RerankPayload(query=QUERY, candidates=[long])).tokens == 100
+    assert jobs.score_payloads(capped, [RerankPayload(query=QUERY, candidates=[long])]).tokens == [100]
 
 
 def test_a_template_that_cannot_render_a_pair_fails_the_start(tmp_path: Path) -> None:

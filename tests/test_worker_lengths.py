@@ -8,6 +8,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from rerank_contract.jobs import RERANK_JOB, SERIALIZER, SYNC_QUEUE, InputTooLong, RerankPayload, TruncationSide
+from rerank_worker import jobs
 from tests.worker_fixtures import burst
 
 QUERY = "machine learning"  # 2 tokens; a pair adds 3 special tokens, so 59 text tokens fit in 64
@@ -33,7 +34,9 @@ def test_default_payload_is_cut_by_the_model_and_counted_at_max_length(reranker)
     payload = RerankPayload(query=QUERY, candidates=[" ".join([TEXT] * 50), TEXT])
     prepared = reranker.prepare(payload)
     assert prepared.texts == payload.candidates and prepared.owners is None  # the model's own truncation cuts
-    assert prepared.tokens == 64 + len(reranker.model.tokenizer(QUERY, TEXT)["input_ids"])
+    assert jobs.score_payloads(reranker, [payload]).tokens == [
+        64 + len(reranker.model.tokenizer(QUERY, TEXT)["input_ids"])
+    ]
 
 
 def test_max_tokens_per_doc_cuts_each_candidate(reranker) -> None:
@@ -70,3 +73,16 @@ def test_too_long_job_fails_with_a_message_the_api_recognises(reranker) -> None:
 def test_find_ignores_other_failures() -> None:
     assert InputTooLong.find("Traceback ...\nValueError: candidate 0 is too long") is None
     assert InputTooLong.find("") is None
+
+
+def test_only_the_rules_that_need_lengths_measure_pairs(reranker, monkeypatch) -> None:
+    """A default payload is tokenized once, by the scoring call that also counts its tokens."""
+    measured: list[list[str]] = []
+    real = reranker.measure
+    monkeypatch.setattr(reranker, "measure", lambda q, texts, i: measured.append(texts) or real(q, texts, i))
+    default = RerankPayload(query=QUERY, candidates=[TEXT, "deep"])
+    assert jobs.score_payloads(reranker, [default]).tokens == [sum(real(QUERY, [TEXT, "deep"], None))]
+    assert measured == []
+    for rule in ({"truncate": False}, {"truncation_side": TruncationSide.LEFT}, {"max_chunks_per_doc": 2}):
+        jobs.score_payloads(reranker, [default.model_copy(update=rule)])
+        assert measured.pop() == [TEXT, "deep"], rule

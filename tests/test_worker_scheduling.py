@@ -40,7 +40,7 @@ def test_next_batch_is_collected_and_started_while_the_model_scores(
     assert worker.batches == 2
     for job_id, (query, candidates) in zip([*first, *arrivals], REQUESTS, strict=True):
         result = RerankResult.model_validate(fetch(queue, job_id).return_value())
-        want = real([(query, candidates)], ScoreMode.ACTIVATED)[0]
+        want = real([(query, candidates)], ScoreMode.ACTIVATED).scores[0]
         assert [r.score for r in sorted(result.results, key=lambda r: r.index)] == pytest.approx(want, abs=1e-6)
     assert [RerankResult.model_validate(fetch(queue, i).return_value()).batch_jobs for i in arrivals] == [2] * 2
 

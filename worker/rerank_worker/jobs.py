@@ -40,6 +40,7 @@ def score_payloads(scorer: Scorer, payloads: list[RerankPayload]) -> Scored:
     started = time.perf_counter()
     prepared = [scorer.prepare(p) for p in payloads]
     scores: list[list[float]] = [[] for _ in payloads]
+    tokens = [0] * len(payloads)
     groups: dict[tuple[ScoreMode, str | None], list[int]] = {}
     for i, p in enumerate(payloads):
         if p.candidates:
@@ -50,9 +51,10 @@ def score_payloads(scorer: Scorer, payloads: list[RerankPayload]) -> Scored:
         grouped = (
             scorer.score_many(requests, mode) if instruction is None else scorer.score_many(requests, mode, instruction)
         )
-        for i, group_scores in zip(members, grouped, strict=True):
+        for i, group_scores, group_tokens in zip(members, grouped.scores, grouped.tokens, strict=True):
             scores[i] = prepared[i].best(group_scores, len(payloads[i].candidates))
-    return Scored(scores, [p.tokens for p in prepared], (time.perf_counter() - started) * 1000)
+            tokens[i] = group_tokens
+    return Scored(scores, tokens, (time.perf_counter() - started) * 1000)
 
 
 def rerank_result(

@@ -29,10 +29,16 @@ _REFITS = 3
 def fit(
     tokenizer: PreTrainedTokenizerBase, max_length: int, payload: RerankPayload, measure: Measure, chunks: int | None
 ) -> Prepared:
-    """The texts to score; raises :class:`InputTooLong` for ``truncate=False``. ``chunks``: max chunks per doc."""
+    """The texts to score; raises :class:`InputTooLong` for ``truncate=False``. ``chunks``: max chunks per doc.
+
+    Pairs are measured only for the rules that need their lengths (refusing, left truncation, chunking): the
+    default, cutting from the right, is the model's own truncation, and the tokens read are counted when scored.
+    """
     candidates = payload.candidates
     if payload.max_tokens_per_doc is not None:
         candidates = clip(tokenizer, candidates, payload.max_tokens_per_doc, payload.truncation_side)
+    if payload.truncate and chunks is None and payload.truncation_side is TruncationSide.RIGHT:
+        return Prepared(list(candidates))
     lengths = measure(candidates)
     if not payload.truncate:
         for index, length in enumerate(lengths):
@@ -41,23 +47,22 @@ def fit(
                     f"candidate {index} with the query is {length} tokens, the model takes at most {max_length}: "
                     "shorten it or send truncate=true to have it cut"
                 )
-    texts, owners, tokens = list(candidates), list(range(len(candidates))), list(lengths)
     over = [i for i, length in enumerate(lengths) if length > max_length]
-    if over and (chunks is not None or payload.truncation_side is TruncationSide.LEFT):
-        doc_tokens = [len(ids) for ids in tokenizer([texts[i] for i in over], add_special_tokens=False)["input_ids"]]
-        texts, owners, tokens = [], [], []
-        pieces: dict[int, list[str]] = {}
-        for i, doc in zip(over, doc_tokens, strict=True):
-            room = max_length - (lengths[i] - doc)  # what the query, instruction and template leave for the doc
-            if room > 0:  # else the query alone is too long: the model's own truncation cuts it
-                pieces[i] = _fitted(tokenizer, max_length, candidates[i], room, measure, chunks)
-        for i, candidate in enumerate(candidates):
-            parts = pieces.get(i, [candidate])
-            texts += parts
-            owners += [i] * len(parts)
-        tokens = measure(texts)
-    total = sum(min(length, max_length) for length in tokens)
-    return Prepared(texts, total, owners if len(texts) > len(candidates) else None)
+    if not over or (chunks is None and payload.truncation_side is TruncationSide.RIGHT):
+        return Prepared(list(candidates))
+    doc_tokens = [len(ids) for ids in tokenizer([candidates[i] for i in over], add_special_tokens=False)["input_ids"]]
+    pieces: dict[int, list[str]] = {}
+    for i, doc in zip(over, doc_tokens, strict=True):
+        room = max_length - (lengths[i] - doc)  # what the query, instruction and template leave for the doc
+        if room > 0:  # else the query alone is too long: the model's own truncation cuts it
+            pieces[i] = _fitted(tokenizer, max_length, candidates[i], room, measure, chunks)
+    texts: list[str] = []
+    owners: list[int] = []
+    for i, candidate in enumerate(candidates):
+        parts = pieces.get(i, [candidate])
+        texts += parts
+        owners += [i] * len(parts)
+    return Prepared(texts, owners if len(texts) > len(candidates) else None)
 
 
 def _fitted(

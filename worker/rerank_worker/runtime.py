@@ -10,14 +10,16 @@ import logging
 import time
 from typing import ClassVar
 
+import numpy as np
 import torch
 from sentence_transformers import CrossEncoder
 from sentence_transformers.cross_encoder.modules.logit_score import LogitScore
+from sentence_transformers.util import batch_to_device
 
 from rerank_contract.defaults import MODEL_MAX_LENGTH_CAP
 from rerank_contract.jobs import RerankPayload, ScoreMode
 from rerank_worker import lengths
-from rerank_worker.scoring import Prepared
+from rerank_worker.scoring import Prepared, Scores
 
 log = logging.getLogger(__name__)
 
@@ -136,36 +138,52 @@ class Reranker:
         self, query: str, candidates: list[str], mode: ScoreMode = ScoreMode.ACTIVATED, instruction: str | None = None
     ) -> list[float]:
         """Scores in input order, as ``CrossEncoder.predict`` gives them, as plain floats (JSON-safe)."""
-        return self.score_many([(query, candidates)], mode, instruction)[0]
+        return self.score_many([(query, candidates)], mode, instruction).scores[0]
 
+    @torch.inference_mode()
     def score_many(
         self, requests: list[tuple[str, list[str]]], mode: ScoreMode, instruction: str | None = None
-    ) -> list[list[float]]:
-        """Scores for several (query, candidates) requests from one ``predict`` call.
+    ) -> Scores:
+        """Scores for several (query, candidates) requests from one pass over the model, and the tokens it read.
 
-        ``predict`` sorts all pairs by length before cutting micro-batches, so pairs from different
-        requests share batches with little padding; each pair's score does not depend on its batch.
+        ``CrossEncoder.predict``'s own loop, on its public steps (``preprocess``, the forward call), so that
+        each micro-batch's features also give the tokens read (its attention mask) without tokenizing every
+        pair a second time; the pairs are sorted by length as ``predict`` sorts them, so micro-batches, and
+        scores, are the same as ``predict``'s. Pairs from different requests share micro-batches with little
+        padding; a pair's score does not depend on its batch.
         """
         pairs = [(query, c) for query, candidates in requests for c in candidates]
         if not pairs:
-            return [[] for _ in requests]
-        activation = torch.nn.Identity() if mode is ScoreMode.RAW else self._activated
-        flat = self.model.predict(
-            pairs,
-            prompt=self.prompt(instruction),
-            batch_size=self.batch_size,
-            activation_fn=activation,
-            show_progress_bar=False,
-            convert_to_numpy=True,
-        )
+            return Scores([[] for _ in requests], [0 for _ in requests])
+        activation = None if mode is ScoreMode.RAW else self._activated
+        prompt = self.prompt(instruction)
+        order = np.argsort([-(len(query) + len(candidate)) for query, candidate in pairs])
+        flat = [0.0] * len(pairs)
+        read = [0] * len(pairs)
+        self.model.eval()
+        for start in range(0, len(pairs), self.batch_size):
+            chosen = order[start : start + self.batch_size]
+            features = self.model.preprocess([pairs[i] for i in chosen], prompt=prompt)
+            mask = features.get("attention_mask")
+            lengths = mask.sum(dim=1).tolist() if mask is not None else [features["input_ids"].shape[1]] * len(chosen)
+            scores = self.model(batch_to_device(features, self.model.device))["scores"]
+            if torch.is_floating_point(scores) and torch.finfo(scores.dtype).bits < 32:
+                scores = scores.float()  # as predict does: upcast half precision before the activation
+            if activation is not None:
+                scores = activation(scores)
+            for i, score, length in zip(chosen.tolist(), scores.reshape(len(chosen)).tolist(), lengths, strict=True):
+                flat[i] = score
+                read[i] = int(length)
         if self._empty_cache is not None:
             self._empty_cache()  # the MPS allocator otherwise keeps every batch's buffers
-        scores = [float(s) for s in flat.reshape(len(pairs))]
-        out, start = [], 0
+        out: list[list[float]] = []
+        tokens: list[int] = []
+        start = 0
         for _, candidates in requests:
-            out.append(scores[start : start + len(candidates)])
+            out.append(flat[start : start + len(candidates)])
+            tokens.append(sum(read[start : start + len(candidates)]))
             start += len(candidates)
-        return out
+        return Scores(out, tokens)
 
     def warmup(self) -> None:
         """One small forward pass so kernels and allocator pools exist before the first request."""

@@ -24,12 +24,9 @@ class Prepared:
 
     ``texts`` are what the model scores: one per candidate, or, with ``max_chunks_per_doc``, several for a
     candidate split into chunks; ``owners[i]`` is the candidate of ``texts[i]`` (None: text i is candidate i).
-    ``tokens`` counts what the model reads for all of them, as it sees them (template, instruction and special
-    tokens included, after truncation).
     """
 
     texts: list[str]
-    tokens: int
     owners: list[int] | None = None
 
     def best(self, scores: list[float], candidates: int) -> list[float]:
@@ -40,6 +37,18 @@ class Prepared:
         for owner, score in zip(self.owners, scores, strict=True):
             out[owner] = max(out[owner], score)
         return out
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What one scoring call gives back, per request in input order: a plain float per candidate, and the tokens
+    the model read for all its candidates (template, instruction and special tokens included, after truncation).
+
+    The tokens are counted on the inputs the model scored, so no request is tokenized twice just to count them.
+    """
+
+    scores: list[list[float]]
+    tokens: list[int]
 
 
 class Scorer(Protocol):
@@ -58,8 +67,8 @@ class Scorer(Protocol):
 
     def score_many(
         self, requests: list[tuple[str, list[str]]], mode: ScoreMode, instruction: str | None = None
-    ) -> list[list[float]]:
-        """Scores for several (query, candidates) requests with one instruction, in input order, as plain floats."""
+    ) -> Scores:
+        """Scores (and tokens read) for several (query, candidates) requests with one instruction, in input order."""
         ...
 
     def warmup(self) -> None:
@@ -106,18 +115,20 @@ class FakeScorer:
             else:
                 texts.append(candidate)
                 owners.append(index)
-        tokens = sum(min(self.max_length, overhead + len(t.split())) for t in texts)
-        return Prepared(texts, tokens, owners if len(owners) > len(candidates) else None)
+        return Prepared(texts, owners if len(owners) > len(candidates) else None)
 
     def score_many(
         self, requests: list[tuple[str, list[str]]], mode: ScoreMode, instruction: str | None = None
-    ) -> list[list[float]]:
-        out = []
+    ) -> Scores:
+        out, tokens = [], []
+        overhead = len((instruction or "").split())
         for query, candidates in requests:
             words = set(query.lower().split())
             logits = [8 * len(words & set(c.lower().split())) / max(1, len(words)) - 4 for c in candidates]
             out.append(logits if mode is ScoreMode.RAW else [1 / (1 + math.exp(-x)) for x in logits])
-        return out
+            reads = overhead + len(query.split())
+            tokens.append(sum(min(self.max_length, reads + len(c.split())) for c in candidates))
+        return Scores(out, tokens)
 
     def warmup(self) -> None:
         self.score_many([("warm up", ["warm"])], ScoreMode.ACTIVATED)
