@@ -15,6 +15,7 @@ class has none of either, whatever its hash says (jobs that ask for them are ref
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import sys
 import traceback
@@ -23,12 +24,15 @@ from datetime import datetime
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
+from redis.exceptions import NoScriptError
 from rq import Queue, SimpleWorker
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from rq.results import Result
 from rq.timeouts import BaseDeathPenalty, JobTimeoutException
-from rq.utils import now
+from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
 
 #: An exception as ``sys.exc_info()`` gives it.
@@ -82,65 +86,108 @@ class Running:
     execution: Execution | None = None
 
 
+#: Runs a flat list of commands (each: its argument count, then the command and its arguments) in order, as
+#: one script, so Redis applies them alone like ``MULTI``/``EXEC``; returns the replies of the first ARGV[1].
+_RUN = """
+local keep, replies, done, i = tonumber(ARGV[1]), {}, 0, 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local reply = redis.call(unpack(ARGV, i + 1, i + n))
+  done = done + 1
+  if done <= keep then replies[done] = reply end
+  i = i + n + 1
+end
+return replies
+"""
+_RUN_SHA = hashlib.sha1(_RUN.encode()).hexdigest()
+
+
+def _buffer(worker: SimpleWorker) -> Pipeline:
+    """A pipeline that is only a buffer: RQ's record builders fill its ``command_stack``; :func:`_run` sends it."""
+    return worker.connection.pipeline(transaction=False)
+
+
+def _run(connection: Redis, buffer: Pipeline, keep: int = 0) -> list[Any]:
+    """Send the buffered commands as one atomic script (one command to pack, one reply to parse, where a
+    transaction parses a reply per command); the replies of the first ``keep`` commands."""
+    flat: list[Any] = [keep]
+    for args, _ in buffer.command_stack:
+        flat.append(len(args))
+        flat.extend(args)
+    try:
+        return connection.evalsha(_RUN_SHA, 0, *flat)
+    except NoScriptError:
+        return connection.eval(_RUN, 0, *flat)
+
+
 def start(worker: SimpleWorker, batch: list[Running]) -> None:
     """RQ's start of a job (``prepare_execution`` + ``prepare_job_execution``) for a batch, in one round trip.
 
     Each job gets its execution in the started registry, its heartbeat, status STARTED, ``started_at``
     and ``worker_name``, and leaves RQ's intermediate list; the worker is BUSY on the first job.
     """
-    with worker.connection.pipeline() as pipe:
-        longest = 0
-        for running in batch:
-            ttl = worker.get_heartbeat_ttl(running.job)
-            longest = max(longest, ttl)
-            running.execution = Execution.create(running.job, ttl, pipeline=pipe, worker_name=worker.name)
-            running.job.heartbeat(now(), ttl, pipeline=pipe)
-            running.job.prepare_for_execution(worker.name, pipeline=pipe)
-            if len(worker.queues) == 1:  # RQ dequeues from a lone queue with LMOVE, through its intermediate list
-                pipe.lrem(running.queue.intermediate_queue_key, 1, running.job.id)
-        worker.set_state(WorkerStatus.BUSY, pipeline=pipe)
-        worker.set_current_job_id(batch[0].job.id, pipeline=pipe)
-        worker.set_current_job_working_time(0, pipeline=pipe)
-        worker.heartbeat(longest, pipeline=pipe)
-        pipe.execute()
+    buffer = _buffer(worker)
+    longest = 0
+    for running in batch:
+        ttl = worker.get_heartbeat_ttl(running.job)
+        longest = max(longest, ttl)
+        running.execution = Execution.create(running.job, ttl, pipeline=buffer, worker_name=worker.name)
+        running.job.heartbeat(now(), ttl, pipeline=buffer)
+        running.job.prepare_for_execution(worker.name, pipeline=buffer)
+        if len(worker.queues) == 1:  # RQ dequeues from a lone queue with LMOVE, through its intermediate list
+            buffer.lrem(running.queue.intermediate_queue_key, 1, running.job.id)
+    worker.set_state(WorkerStatus.BUSY, pipeline=buffer)
+    worker.set_current_job_id(batch[0].job.id, pipeline=buffer)
+    worker.set_current_job_working_time(0, pipeline=buffer)
+    worker.heartbeat(longest, pipeline=buffer)
+    _run(worker.connection, buffer)
 
 
 def succeed(worker: SimpleWorker, done: list[tuple[Running, Any]], ended_at: datetime) -> None:
-    """RQ's ``handle_job_success`` for jobs without repeats, with their return values, in one transaction.
+    """RQ's ``handle_job_success`` for jobs without repeats, with their return values, in one round trip.
 
-    RQ watches each job's dependents set, reads it, then writes; here the read is inside the
-    transaction instead, which keeps RQ's guard against a dependent enqueued meanwhile: one registered
-    before the transaction is seen by it (and enqueued right after, by RQ's ``enqueue_dependents``),
-    and one registered after finds its parent finished and is enqueued by RQ at once. (A worker killed
-    between the two leaves such dependents deferred; the API's jobs never have any.)
+    What RQ's path leaves in Redis, written by RQ's own builders, with one exception: RQ's ``_handle_success``
+    saves the whole job hash again (``Job.save``: every field, the payload included) where only ``status`` and
+    ``ended_at`` differ from what is stored, so only those two are written (``tests/test_rq_seam.py`` compares
+    the records with RQ's own path). RQ watches each job's dependents set, reads it, then writes; here the read
+    is inside the same atomic script instead, which keeps RQ's guard against a dependent enqueued meanwhile:
+    one registered before the script is seen by it (and enqueued right after, by RQ's ``enqueue_dependents``),
+    and one registered after finds its parent finished and is enqueued by RQ at once. (A worker killed between
+    the two leaves such dependents deferred; the API's jobs never have any.)
     """
     if not done:
         return
-    with worker.connection.pipeline() as pipe:
-        for running, _ in done:
-            pipe.exists(running.job.dependents_key)
-        for running, value in done:
-            job, execution = running.job, running.execution
-            assert job.started_at is not None and execution is not None
-            job.ended_at = ended_at
-            job._result = value
-            job._status = JobStatus.FINISHED
-            worker.increment_successful_job_count(pipeline=pipe)
-            worker.increment_total_working_time(ended_at - job.started_at, pipe)
-            result_ttl = job.get_result_ttl(worker.default_result_ttl)
-            if result_ttl != 0:
-                job._handle_success(
-                    result_ttl,
-                    pipeline=pipe,
-                    worker_name=worker.name,
-                    execution_id=execution.id,
-                    execution_started_at=execution.created_at,
-                    execution_ended_at=ended_at,
-                )
-            job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
-            worker.execution = execution
-            worker.cleanup_execution(job, pipeline=pipe)
-        has_dependents = pipe.execute()[: len(done)]
+    buffer = _buffer(worker)
+    for running, _ in done:
+        buffer.exists(running.job.dependents_key)
+    ended = utcformat(ended_at)
+    for running, value in done:
+        job, execution = running.job, running.execution
+        assert job.started_at is not None and execution is not None
+        job.ended_at = ended_at
+        job._result = value
+        job._status = JobStatus.FINISHED
+        worker.increment_successful_job_count(pipeline=buffer)
+        worker.increment_total_working_time(ended_at - job.started_at, buffer)
+        result_ttl = job.get_result_ttl(worker.default_result_ttl)
+        if result_ttl != 0:  # RQ's _handle_success, less the full re-save of the job hash
+            buffer.hset(job.key, mapping={"status": JobStatus.FINISHED, "ended_at": ended})
+            Result.create(
+                job,
+                Result.Type.SUCCESSFUL,
+                ttl=result_ttl,
+                return_value=value,
+                worker_name=worker.name,
+                pipeline=buffer,
+                execution_id=execution.id,
+                execution_started_at=execution.created_at,
+                execution_ended_at=ended_at,
+            )
+            job.finished_job_registry.add(job, result_ttl, buffer)
+        job.cleanup(result_ttl, pipeline=buffer, remove_from_queue=False)
+        worker.execution = execution
+        worker.cleanup_execution(job, pipeline=buffer)
+    has_dependents = _run(worker.connection, buffer, keep=len(done))
     for (running, _), dependents in zip(done, has_dependents, strict=True):
         if dependents:
             running.queue.enqueue_dependents(running.job)
@@ -264,8 +311,9 @@ SURFACE: tuple[Member, ...] = (
     Member(Job, "heartbeat", ("timestamp", "ttl", "pipeline")),
     Member(Job, "prepare_for_execution", ("worker_name", "pipeline")),
     Member(Job, "get_result_ttl", ("default_ttl",)),
-    Member(Job, "_handle_success", ("result_ttl", "pipeline", "worker_name", "execution_id")),
-    Member(Job, "_handle_success", ("execution_started_at", "execution_ended_at")),
+    Member(Job, "finished_job_registry"),
+    Member(Result, "create", ("job", "type", "ttl", "return_value", "worker_name", "pipeline", "execution_id")),
+    Member(Result, "create", ("execution_started_at", "execution_ended_at")),
     Member(Job, "cleanup", ("ttl", "pipeline", "remove_from_queue")),
     Member(Job, "_handle_failure", ("exc_string", "pipeline", "worker_name")),
     Member(Job, "dependents_key"),
@@ -282,6 +330,7 @@ SURFACE: tuple[Member, ...] = (
 
 #: Instance attributes RQ sets in ``__init__`` or ``restore`` and the code above reads or writes.
 INSTANCE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
+    Pipeline: ("command_stack",),
     SimpleWorker: ("execution", "default_result_ttl", "_stop_requested", "_stopped_job_id"),
     Job: (
         "_result",
