@@ -184,16 +184,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def invalid_settings(error: ValidationError) -> str:
-    """One line naming each invalid setting as its variable; values of secrets and URLs are not shown."""
-    problems = []
+    """One line naming each invalid setting as its variable; values of secrets and URLs are not shown. A setting
+    of several forms (a number or ``auto``) gets one entry, its forms' messages joined by "or"."""
+    problems: dict[str, list[str]] = {}
     for item in error.errors():
         field = str(item["loc"][0]) if item["loc"] else ""
         if not field:  # a check across fields
-            problems.append(item["msg"].removeprefix("Value error, "))
+            problems.setdefault(item["msg"].removeprefix("Value error, "), [])
             continue
         shown = "" if field in ("api_key", "redis_url") else f"={item['input']}"
-        problems.append(f"RERANK_{field.upper()}{shown}: {item['msg']}")
-    return "invalid settings: " + "; ".join(problems)
+        problems.setdefault(f"RERANK_{field.upper()}{shown}", []).append(item["msg"])
+    joined = {
+        what: " or ".join([m[0], *(x[:1].lower() + x[1:] for x in m[1:])]) if m else "" for what, m in problems.items()
+    }
+    return "invalid settings: " + "; ".join(f"{what}: {why}" if why else what for what, why in joined.items())
 
 
 def main(argv: list[str] | None = None) -> int:

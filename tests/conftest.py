@@ -213,6 +213,7 @@ def service_env(redis_url: str, model_dir: Path, **settings: str) -> dict[str, s
         RERANK_MODEL=str(model_dir),
         RERANK_DEVICE="cpu",
         RERANK_LOG_LEVEL="INFO",
+        RERANK_BATCH_SIZE="16",  # measured (auto) by tests/test_e2e_service.py only: every start skips it
     )
     env.update({f"RERANK_{k.upper()}": v for k, v in settings.items()})
     # `up` persists its private Redis into RERANK_REDIS_DIR (default ~/.rerank-server/redis): never the user's.

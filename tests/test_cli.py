@@ -31,7 +31,12 @@ def _env(**settings: str) -> dict[str, str]:
     ("command", "name", "value", "says"),
     [
         ("worker", "PORT", "70000", "RERANK_PORT=70000: Input should be less than or equal to 65535"),
-        ("api", "BATCH_SIZE", "0", "RERANK_BATCH_SIZE=0: Input should be greater than or equal to 1"),
+        (
+            "api",
+            "BATCH_SIZE",
+            "0",
+            "RERANK_BATCH_SIZE=0: Input should be greater than or equal to 1 or input should be 'auto'",
+        ),
         ("up", "LOG_LEVEL", "LOUD", "RERANK_LOG_LEVEL=LOUD: Input should be"),
         ("launchd", "WARMUP", "maybe", "RERANK_WARMUP=maybe: Input should be a valid boolean"),
     ],

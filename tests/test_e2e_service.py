@@ -45,6 +45,22 @@ def test_seed_example_ranks_like_cross_encoder_predict(stack: Stack, cross_encod
         assert float(response.headers[header]) >= 0
 
 
+def test_auto_micro_batch_is_measured_at_start_and_reported(make_stack, cross_encoder) -> None:
+    from rerank_worker.micro_batch import SIZES
+
+    stack = make_stack(BATCH_SIZE="auto")
+    stack.start_api()
+    worker = stack.start_worker()
+    (info,) = stack.health()["workers"]
+    assert info["batch_size"] in SIZES
+    assert f"micro-batch {info['batch_size']} (pairs/s by size: 8: " in worker.log()
+    docs = [doc for topic in TOPICS.values() for doc in topic]
+    candidates = [f"{docs[i % len(docs)]} {i}" for i in range(40)]  # several micro-batches
+    assert_matches(
+        stack.rerank("machine learning", candidates).json(), expected(cross_encoder, "machine learning", candidates)
+    )
+
+
 def test_health_reports_live_worker_device_and_model(stack: Stack, model_dir) -> None:
     response = httpx.get(f"{stack.url}/health")
     assert response.status_code == 200
@@ -56,6 +72,7 @@ def test_health_reports_live_worker_device_and_model(stack: Stack, model_dir) ->
     assert body["workers_alive"] == 1
     assert body["queue_depth"] == {"rerank": 0, "rerank-bulk": 0}
     assert body["workers"][0]["pid"] == stack.workers[0].proc.pid
+    assert body["workers"][0]["batch_size"] == 16  # as the suite sets it
 
 
 def test_fifty_concurrent_requests_all_succeed(stack: Stack, cross_encoder) -> None:

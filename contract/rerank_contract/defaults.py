@@ -22,8 +22,11 @@ MODEL = "BAAI/bge-reranker-v2-m3"
 DEVICE = "auto"
 #: float16 on GPUs (half the memory; scores within 3e-4 of float32, bench/README.md); CPUs are slow at it.
 DTYPE = "auto"
-#: sentence-transformers' own default for CrossEncoder.predict; CPU throughput is flat from 16 to 64.
-BATCH_SIZE = 32
+#: The best micro-batch depends on the hardware (16 for MiniLM-L6 on a 2-core CPU, hundreds on a GPU): measured
+#: at start-up (rerank_worker.micro_batch), a few seconds at most.
+BATCH_SIZE = "auto"
+#: Before the measurement, and for the fake scorer: sentence-transformers' own default for CrossEncoder.predict.
+BATCH_SIZE_UNMEASURED = 32
 #: A GPU's best batch in bench/README.md; waiting jobs past it are scored in the next model call.
 MAX_BATCH_PAIRS = 512
 #: None: the model's own limit, so nothing the model could read is cut off.

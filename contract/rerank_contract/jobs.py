@@ -196,6 +196,7 @@ class WorkerInfo(BaseModel):
     device: str
     dtype: str
     max_length: int
+    batch_size: int | None = Field(None, description="Pairs per forward pass; None from older workers.")
     queues: list[str]
     started_at: float
     model_loads: int = Field(description="How often this process loaded the model: 1 means it stayed resident.")

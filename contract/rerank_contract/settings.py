@@ -5,7 +5,7 @@ Build one :class:`Settings` at the entry point and pass it down; nothing reads i
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,7 +43,10 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         defaults.DTYPE, description="Model precision; auto: float16 on cuda and mps, float32 on cpu."
     )
-    batch_size: int = Field(defaults.BATCH_SIZE, ge=1, description="Pairs per forward pass (micro-batch).")
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        defaults.BATCH_SIZE,
+        description="Pairs per forward pass (micro-batch); auto: the size with the best rate, measured at start-up.",
+    )
     max_batch_pairs: int = Field(
         defaults.MAX_BATCH_PAIRS,
         ge=1,

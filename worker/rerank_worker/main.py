@@ -62,6 +62,13 @@ def run(settings: Settings) -> int:
         except Exception:
             log.exception("model %s cannot score", settings.model)
             return EXIT_STARTUP_FAILED
+    try:
+        tuned = model_thread.submit(scorer.tune).result() if model_thread else scorer.tune()
+    except Exception:
+        log.exception("model %s cannot score", settings.model)
+        return EXIT_STARTUP_FAILED
+    if tuned:
+        log.info("%s", tuned)
     workers = _WorkerFactory(settings, connection, scorer, model_thread)
     worker = workers.new()
 
@@ -78,6 +85,7 @@ def run(settings: Settings) -> int:
             device=scorer.device,
             dtype=scorer.dtype,
             max_length=scorer.max_length,
+            batch_size=scorer.batch_size,
             queues=list(QUEUES),
             started_at=started_at,
             model_loads=type(scorer).loads,
@@ -176,7 +184,7 @@ class _WorkerFactory:
             bulk_chunk_pairs=self._settings.bulk_chunk_pairs,
             model_thread=self._model_thread,
             max_batch_s=self._settings.max_batch_s,
-            min_batch_pairs=self._settings.batch_size,  # one micro-batch: the model's best batch is never cut
+            min_batch_pairs=self._scorer.batch_size,  # one micro-batch: the model's best batch is never cut
         )
 
     def retire(self, worker: RerankWorker) -> None:

@@ -16,9 +16,9 @@ from sentence_transformers import CrossEncoder
 from sentence_transformers.cross_encoder.modules.logit_score import LogitScore
 from sentence_transformers.util import batch_to_device
 
-from rerank_contract.defaults import MODEL_MAX_LENGTH_CAP
+from rerank_contract.defaults import BATCH_SIZE_UNMEASURED, MODEL_MAX_LENGTH_CAP
 from rerank_contract.jobs import RerankPayload, ScoreMode
-from rerank_worker import lengths
+from rerank_worker import lengths, micro_batch
 from rerank_worker.scoring import Prepared, Scores
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class Reranker:
         model: str,
         *,
         device: str,
-        batch_size: int,
+        batch_size: int | None,
         max_length: int | None,
         dtype: str = "float32",
         instruction: str | None = None,
@@ -65,7 +65,9 @@ class Reranker:
         started = time.perf_counter()
         type(self).loads += 1
         self.model_name = model
-        self.batch_size = batch_size
+        #: None: measured by :meth:`tune`; until then sentence-transformers' default.
+        self.batch_size = batch_size or BATCH_SIZE_UNMEASURED
+        self._measure_batch_size = batch_size is None
         self.dtype = resolve_dtype(dtype, device)
         self.model = CrossEncoder(
             model, device=device, max_length=max_length, model_kwargs={"dtype": getattr(torch, self.dtype)}
@@ -156,13 +158,26 @@ class Reranker:
         if not pairs:
             return Scores([[] for _ in requests], [0 for _ in requests])
         activation = None if mode is ScoreMode.RAW else self._activated
-        prompt = self.prompt(instruction)
+        flat, read = self._score_pairs(pairs, self.prompt(instruction), activation, self.batch_size)
+        out: list[list[float]] = []
+        tokens: list[int] = []
+        start = 0
+        for _, candidates in requests:
+            out.append(flat[start : start + len(candidates)])
+            tokens.append(sum(read[start : start + len(candidates)]))
+            start += len(candidates)
+        return Scores(out, tokens)
+
+    def _score_pairs(
+        self, pairs: list[tuple[str, str]], prompt: str | None, activation: torch.nn.Module | None, batch_size: int
+    ) -> tuple[list[float], list[int]]:
+        """Each pair's score and tokens read, in input order."""
         order = np.argsort([-(len(query) + len(candidate)) for query, candidate in pairs])
         flat = [0.0] * len(pairs)
         read = [0] * len(pairs)
         self.model.eval()
-        for start in range(0, len(pairs), self.batch_size):
-            chosen = order[start : start + self.batch_size]
+        for start in range(0, len(pairs), batch_size):
+            chosen = order[start : start + batch_size]
             features = self.model.preprocess([pairs[i] for i in chosen], prompt=prompt)
             mask = features.get("attention_mask")
             lengths = mask.sum(dim=1).tolist() if mask is not None else [features["input_ids"].shape[1]] * len(chosen)
@@ -176,14 +191,21 @@ class Reranker:
                 read[i] = int(length)
         if self._empty_cache is not None:
             self._empty_cache()  # the MPS allocator otherwise keeps every batch's buffers
-        out: list[list[float]] = []
-        tokens: list[int] = []
-        start = 0
-        for _, candidates in requests:
-            out.append(flat[start : start + len(candidates)])
-            tokens.append(sum(read[start : start + len(candidates)]))
-            start += len(candidates)
-        return Scores(out, tokens)
+        return flat, read
+
+    @torch.inference_mode()
+    def tune(self) -> str | None:
+        """With no batch size given (``RERANK_BATCH_SIZE=auto``), measure this hardware's best (on the model's
+        thread); a line for the log, or None when the size was given."""
+        if not self._measure_batch_size:
+            return None
+        prompt = self.prompt(None)
+        choice = micro_batch.choose(
+            micro_batch.timer(lambda pairs, size: self._score_pairs(pairs, prompt, self._activated, size))
+        )
+        self.batch_size = choice.size
+        self._measure_batch_size = False
+        return choice.describe()
 
     def warmup(self) -> None:
         """One small forward pass so kernels and allocator pools exist before the first request."""

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+from rerank_contract.defaults import BATCH_SIZE_UNMEASURED
 from rerank_contract.jobs import InputTooLong, RerankPayload, ScoreMode, TruncationSide
 from rerank_contract.settings import Settings
 from rerank_worker import model_source
@@ -58,6 +59,8 @@ class Scorer(Protocol):
     device: str
     dtype: str
     max_length: int
+    #: Pairs per forward pass (after :meth:`tune`, the measured best where none was set).
+    batch_size: int
     #: How many scorers of this kind this process has loaded: 1 for the life of a healthy worker.
     loads: ClassVar[int]
 
@@ -73,6 +76,10 @@ class Scorer(Protocol):
 
     def warmup(self) -> None:
         """One small call, so the first request does not pay for start-up."""
+        ...
+
+    def tune(self) -> str | None:
+        """Settle what is measured on this hardware (the micro-batch size); a line for the log, or None."""
         ...
 
 
@@ -92,6 +99,7 @@ class FakeScorer:
         self.device = "cpu"
         self.dtype = "float32"
         self.max_length = max_length or 512
+        self.batch_size = BATCH_SIZE_UNMEASURED
 
     def prepare(self, payload: RerankPayload) -> Prepared:
         candidates = payload.candidates
@@ -133,6 +141,9 @@ class FakeScorer:
     def warmup(self) -> None:
         self.score_many([("warm up", ["warm"])], ScoreMode.ACTIVATED)
 
+    def tune(self) -> None:
+        return None  # words cost nothing per batch
+
 
 def _clip(text: str, limit: int, side: TruncationSide) -> str:
     words = text.split()
@@ -161,7 +172,7 @@ def load(settings: Settings) -> Scorer:
         reranker = Reranker(
             settings.model,
             device=resolve_device(settings.device),
-            batch_size=settings.batch_size,
+            batch_size=None if settings.batch_size == "auto" else settings.batch_size,
             max_length=settings.max_length,
             dtype=settings.dtype,
             instruction=settings.instruction,
