@@ -38,6 +38,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 #: prometheus-client's switch to its multiprocess mode (the new and the deprecated spelling).
 _MULTIPROC_VARS = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
+#: The shared metrics folder of an API: this, then the pid of the `rerank-server api` that made it.
+_METRICS_DIR_PREFIX = "rerank-api-metrics-"
 
 
 def _api(args: argparse.Namespace, settings: Settings) -> int:
@@ -54,7 +56,8 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     # children, each importing `rerank_server:app`, which builds its app from the environment's settings;
     # so the settings given here (flags included) go into the environment they inherit, along with a
     # fresh folder for their shared metrics. SIGTERM or Ctrl-C here stops them all.
-    metrics_dir = tempfile.mkdtemp(prefix="rerank-api-metrics-")
+    _remove_dead_metrics_dirs()
+    metrics_dir = tempfile.mkdtemp(prefix=f"{_METRICS_DIR_PREFIX}{os.getpid()}-")
     shared = {**settings_env(settings, only_set=True), **dict.fromkeys(_MULTIPROC_VARS)}
     shared[_MULTIPROC_VARS[0]] = metrics_dir
     try:
@@ -63,6 +66,20 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _remove_dead_metrics_dirs() -> None:
+    """Remove the metrics folders of APIs that were killed before they could (SIGKILL, a power cut)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_METRICS_DIR_PREFIX}*-*"):
+        pid = folder.name.removeprefix(_METRICS_DIR_PREFIX).partition("-")[0]
+        try:
+            if not pid.isdigit() or folder.stat().st_uid != os.getuid():
+                continue  # not one of ours
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass  # its API is alive (PermissionError: someone else's process), or the folder just went
 
 
 @contextmanager

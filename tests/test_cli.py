@@ -166,3 +166,21 @@ def test_the_api_processes_setting_is_refused_below_one() -> None:
     result = subprocess.run([*CLI, "api", "--api-processes", "0"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "RERANK_API_PROCESSES=0: Input should be greater than or equal to 1" in result.stderr
+
+
+def test_metrics_folders_of_killed_apis_are_removed_and_live_ones_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import tempfile
+
+    import uvicorn
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    done = subprocess.Popen(["true"])
+    done.wait()
+    dead, alive = tmp_path / f"rerank-api-metrics-{done.pid}-abc", tmp_path / f"rerank-api-metrics-{os.getpid()}-def"
+    for folder in (dead, alive):
+        folder.mkdir()
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
+    assert cli.main(["api", "--api-processes", "2"]) == 0
+    assert not dead.exists() and alive.exists()
