@@ -7,11 +7,18 @@ run lasted longer. Every restart is logged and counted. The supervisor gives up,
 service, when a child exits with :data:`EXIT_STARTUP_FAILED` (it says it cannot start: a missing model
 or an unreachable Redis does not get better by looping) or exits soon after its start
 ``SUPERVISE_MAX_QUICK_EXITS`` times in a row.
+
+A child that leads its own process group (``own_group``) is gone only when its group is: once it has
+exited, whatever it started that is still in the group (the API's processes, when it was killed before it
+could stop them) is killed, so no orphan keeps its port or its Redis connections.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -52,6 +59,8 @@ class Child:
     quick_exits: int = 0
     restart_at: float | None = None
     history: list[int | None] = field(default_factory=list)  # exit codes, None for a start that failed
+    #: Started with ``start_new_session``: its pid is its process group's, killed with it once it exits.
+    own_group: bool = False
 
 
 @dataclass
@@ -76,6 +85,8 @@ class Supervisor:
         now = self.clock()
         for child in self.children:
             if child.proc is not None and child.proc.poll() is not None:
+                if child.own_group:
+                    kill_group(child.proc.pid, child.name)
                 self._exited(child, child.proc.returncode, now)
             if child.restart_at is not None and now >= child.restart_at:
                 child.restart_at = None
@@ -92,7 +103,7 @@ class Supervisor:
         for child in reversed(self.children):
             child.restart_at = None
             if child.proc is not None:
-                stop(child.proc, child.name, child.stop_timeout)
+                stop(child.proc, child.name, child.stop_timeout, group=child.own_group)
         restarted = [f"{c.name} {c.restarts}" for c in self.children if c.restarts]
         if restarted:
             log.info("restarts while running: %s", ", ".join(restarted))
@@ -134,14 +145,30 @@ class Supervisor:
         child.restart_at = now + delay
 
 
-def stop(proc: Process, name: str, timeout: float = defaults.API_EXIT_TIMEOUT_S) -> None:
-    """SIGTERM once (a worker finishes its job), then SIGKILL after ``timeout`` seconds."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
+def stop(proc: Process, name: str, timeout: float = defaults.API_EXIT_TIMEOUT_S, *, group: bool = False) -> None:
+    """SIGTERM once (a worker finishes its job), then SIGKILL after ``timeout`` seconds.
+
+    ``group``: ``proc`` leads its own process group; only it gets the SIGTERM (the API's uvicorn stops its
+    own processes), and whatever of the group outlives it is killed.
+    """
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %ss: killing it", name, timeout)
+            proc.kill()
+            proc.wait()
+    if group:
+        kill_group(proc.pid, name)
+
+
+def kill_group(pgid: int, name: str) -> None:
+    """SIGKILL what is left of process group ``pgid`` (its leader has exited), saying so if anything was."""
     try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        log.warning("%s did not stop in %ss: killing it", name, timeout)
-        proc.kill()
-        proc.wait()
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return  # empty: nothing was left behind
+    log.warning("%s exited and left processes of its group behind: killing them", name)
+    with contextlib.suppress(ProcessLookupError):  # it emptied meanwhile
+        os.killpg(pgid, signal.SIGKILL)

@@ -113,11 +113,12 @@ def run(settings: Settings) -> int:
                 "redis",
                 lambda: start_private_redis(settings.redis_url, data_dir, cancelled=lambda: stopping),
                 defaults.API_EXIT_TIMEOUT_S,
+                own_group=True,
             )
         )
     env = child_env(settings)
     for name, timeout in (("worker", defaults.WORKER_EXIT_TIMEOUT_S), ("api", defaults.API_EXIT_TIMEOUT_S)):
-        children.append(Child(name, partial(_start_child, name, env), timeout))
+        children.append(Child(name, partial(_start_child, name, env), timeout, own_group=True))
     supervisor = Supervisor(children)
     url = f"http://{settings.host}:{settings.port}"
     announced = False
@@ -145,7 +146,8 @@ def run(settings: Settings) -> int:
 
 def _start_child(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     # Own sessions: Ctrl-C reaches only this supervisor, which then sends each child one SIGTERM
-    # (a second signal would make the worker drop the job in hand).
+    # (a second signal would make the worker drop the job in hand). Each is its own process group, which
+    # the supervisor kills once the child has exited: the API's processes (RERANK_API_PROCESSES) are in it.
     proc = subprocess.Popen([sys.executable, "-m", "rerank_server", name], env=env, start_new_session=True)
     log.info("%s started (pid %d)", name, proc.pid)
     return proc

@@ -84,3 +84,108 @@ def test_logging_is_configured_once_for_every_command(monkeypatch: pytest.Monkey
     monkeypatch.setenv("RERANK_LOG_LEVEL", "WARNING")
     assert cli.main(["up"]) == 0
     assert calls == ["WARNING"]
+
+
+def test_one_api_process_serves_its_own_app_with_metrics_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default: uvicorn gets the app object itself, and a stray PROMETHEUS_MULTIPROC_DIR is not followed."""
+    import uvicorn
+
+    import rerank_api.app
+
+    seen: dict[str, object] = {}
+
+    def run(app: object, **kwargs: object) -> None:
+        seen.update(kwargs, app=app, multiproc=os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/somewhere/else")
+    monkeypatch.setattr(rerank_api.app, "create_app", lambda settings: ("app for", settings.port))
+    monkeypatch.setattr(uvicorn, "run", run)
+    assert cli.main(["api", "--port", "9123"]) == 0
+    assert seen["app"] == ("app for", 9123) and "workers" not in seen
+    assert seen["multiproc"] is None
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == "/somewhere/else"  # restored after
+
+
+def test_api_processes_run_uvicorn_workers_with_the_flags_in_their_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each uvicorn child builds `rerank_server:app` from the environment: the flags must be there, with a fresh
+    metrics folder, and both are gone again once uvicorn returns."""
+    import uvicorn
+
+    from rerank_contract.settings import Settings
+
+    seen: dict[str, object] = {}
+
+    def run(app: object, **kwargs: object) -> None:
+        folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        assert folder.is_dir() and not any(folder.iterdir())
+        seen.update(kwargs, app=app, folder=folder, child=Settings())  # what a child reads
+
+    deprecated = "prometheus_multiproc_dir"
+    monkeypatch.setenv(deprecated, "/stale")  # a child would follow the deprecated spelling too
+    monkeypatch.setattr(uvicorn, "run", run)
+    argv = ["api", "--api-processes", "3", "--port", "9124", "--redis-url", "redis://10.0.0.9:6390/2"]
+    assert cli.main(argv) == 0
+    assert seen["app"] == "rerank_server:app" and seen["workers"] == 3 and seen["port"] == 9124
+    child = seen["child"]
+    assert isinstance(child, Settings)
+    assert (child.redis_url, child.port, child.api_processes) == ("redis://10.0.0.9:6390/2", 9124, 3)
+    assert not Path(str(seen["folder"])).exists()  # removed at exit
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ and "RERANK_REDIS_URL" not in os.environ
+    assert os.environ[deprecated] == "/stale"
+
+
+def test_the_metrics_folder_is_removed_when_uvicorn_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    folders: list[Path] = []
+
+    def run(app: object, **kwargs: object) -> None:
+        folders.append(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+        (folders[0] / "counter_1.db").write_bytes(b"")
+        raise OSError("address already in use")
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    with pytest.raises(OSError, match="address already in use"):
+        cli.main(["api", "--api-processes", "2"])
+    assert folders and not folders[0].exists()
+
+
+@pytest.mark.parametrize("command", ["up", "launchd"])
+def test_api_processes_flag_reaches_up_and_launchd_and_their_children(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rerank_server.up
+    from rerank_server.deploy import launchd
+
+    given: list[object] = []
+    monkeypatch.setattr(rerank_server.up, "run", given.append)
+    monkeypatch.setattr(launchd, "_run", lambda args, settings: given.append(settings))
+    args = ["launchd", "install"] if command == "launchd" else ["up"]
+    cli.main([*args, "--api-processes", "2"])
+    (settings,) = given
+    assert settings.api_processes == 2  # type: ignore[attr-defined]
+    assert rerank_server.up.child_env(settings)["RERANK_API_PROCESSES"] == "2"  # type: ignore[arg-type]
+
+
+def test_the_api_processes_setting_is_refused_below_one() -> None:
+    result = subprocess.run([*CLI, "api", "--api-processes", "0"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "RERANK_API_PROCESSES=0: Input should be greater than or equal to 1" in result.stderr
+
+
+def test_metrics_folders_of_killed_apis_are_removed_and_live_ones_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import tempfile
+
+    import uvicorn
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    done = subprocess.Popen(["true"])
+    done.wait()
+    dead, alive = tmp_path / f"rerank-api-metrics-{done.pid}-abc", tmp_path / f"rerank-api-metrics-{os.getpid()}-def"
+    for folder in (dead, alive):
+        folder.mkdir()
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
+    assert cli.main(["api", "--api-processes", "2"]) == 0
+    assert not dead.exists() and alive.exists()

@@ -34,6 +34,12 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (s.model, s.max_candidates, s.max_length, s.warmup) == ("/models/tiny", 7, 256, False)
 
 
+def test_api_processes_default_to_one_and_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().api_processes == 1
+    monkeypatch.setenv("RERANK_API_PROCESSES", "4")
+    assert Settings().api_processes == 4
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -41,6 +47,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         ("RERANK_BATCH_SIZE", "0"),
         ("RERANK_REQUEST_TIMEOUT_S", "-1"),
         ("RERANK_LOG_LEVEL", "x"),
+        ("RERANK_API_PROCESSES", "0"),
     ],
 )
 def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
 from itertools import count
+from pathlib import Path
 
 import pytest
 
 from rerank_contract import defaults
 from rerank_server.supervisor import Child, GiveUp, Supervisor
+from tests.conftest import wait_until
 
 PIDS = count(100)
 
@@ -174,3 +182,80 @@ def test_stop_all_stops_in_reverse_order_and_reports_the_restarts(caplog) -> Non
         supervisor.stop_all()
     assert order == ["api", "worker", "redis"]
     assert "restarts while running: worker 1" in caplog.text
+
+
+# --- process groups: real processes, as `up` starts them ----------------------------------------------
+
+#: A leader that starts a grandchild in its own group (as uvicorn starts the API's processes), prints the
+#: grandchild's pid, then waits for SIGTERM (``stay``) or exits at once with code 1 (as if killed).
+LEADER = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leaves without stopping the grandchild
+grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+print(grandchild.pid, flush=True)
+if sys.argv[1] == "stay":
+    time.sleep(300)
+sys.exit(1)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state == "Z"  # killed, waiting for init to reap it
+
+
+def _group_leader(mode: str, grandchildren: list[int]) -> Callable[[], subprocess.Popen[str]]:
+    def start() -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", LEADER, mode], stdout=subprocess.PIPE, text=True, start_new_session=True
+        )
+        assert proc.stdout is not None
+        grandchildren.append(int(proc.stdout.readline()))
+        return proc
+
+    return start
+
+
+def test_a_child_that_exits_takes_what_is_left_of_its_group_with_it(caplog) -> None:
+    grandchildren: list[int] = []
+    child = Child("api", _group_leader("exit", grandchildren), stop_timeout=5, own_group=True)
+    supervisor = Supervisor([child], backoff_s=60, stable_s=60)
+    supervisor.start_all()
+    assert child.proc is not None
+    child.proc.wait(30)
+    try:
+        with caplog.at_level(logging.WARNING, logger="rerank_server.up"):
+            supervisor.check()
+        wait_until(lambda: _gone(grandchildren[0]), 10, "the orphan to be killed")
+        assert "api exited and left processes of its group behind: killing them" in caplog.text
+    finally:
+        for pid in grandchildren:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_stop_all_leaves_nothing_of_a_childs_group_behind() -> None:
+    grandchildren: list[int] = []
+    child = Child("api", _group_leader("stay", grandchildren), stop_timeout=30, own_group=True)
+    supervisor = Supervisor([child])
+    supervisor.start_all()
+    try:
+        supervisor.stop_all()
+        assert child.proc is not None and child.proc.returncode == 0
+        wait_until(lambda: _gone(grandchildren[0]), 10, "the grandchild to be killed")
+    finally:
+        for pid in grandchildren:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_child_without_a_group_of_its_own_is_only_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake pids must never reach killpg: only children started in a session of their own are groups."""
+    monkeypatch.setattr(os, "killpg", lambda *args: pytest.fail(f"killpg{args}"))
+    supervisor, launchers, clock = supervised("worker")
+    launchers["worker"].started[0].exit(1)
+    advance(supervisor, clock, 1)
+    supervisor.stop_all()

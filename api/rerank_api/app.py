@@ -87,7 +87,10 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.state.metrics = metrics.Metrics(lambda: app.state.monitor.snapshot if hasattr(app.state, "monitor") else None)
+    app.state.metrics = metrics.Metrics(
+        lambda: app.state.monitor.snapshot if hasattr(app.state, "monitor") else None,
+        multiprocess_dir=metrics.multiprocess_dir(),  # set when this is one of several API processes
+    )
     app.add_middleware(metrics.HttpMetrics, metrics=app.state.metrics)
     errors.install(app)
     docs.install(app)

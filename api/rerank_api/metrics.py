@@ -1,7 +1,11 @@
 """Prometheus metrics of one app: HTTP traffic, queue and workers, and what the workers report per job.
 
 Each app has its own :class:`~prometheus_client.CollectorRegistry` (``create_app`` runs several
-times in one test process; the global registry would refuse the duplicates). HTTP metrics come from
+times in one test process; the global registry would refuse the duplicates). With several API
+processes on one port (``RERANK_API_PROCESSES``) a scrape reaches one of them, so counters and
+histograms are prometheus-client's multiprocess kind instead: ``rerank-server api`` sets
+``PROMETHEUS_MULTIPROC_DIR`` to a fresh folder before it starts them, every process keeps its values in
+files there, and ``/metrics`` sums every process's files (:func:`multiprocess_dir`). HTTP metrics come from
 :class:`HttpMetrics`, an ASGI middleware labelled by route template so ids in paths do not explode
 the label set. Queue depths and live workers are read from the monitor's snapshot at scrape time.
 Per-job timings and batch sizes are observed once, in ``ranking.py``, from each job's result.
@@ -9,13 +13,16 @@ Per-job timings and batch sizes are observed once, in ``ranking.py``, from each 
 
 from __future__ import annotations
 
+import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,6 +32,10 @@ from rerank_contract.jobs import QUEUES, RerankResult
 
 #: Route label of requests that matched no route (404s), so scanners cannot grow the label set.
 UNMATCHED = "unmatched"
+
+#: prometheus-client's own variable: set before it is imported, every metric of the process keeps its values
+#: in files in that folder, which :class:`~prometheus_client.multiprocess.MultiProcessCollector` sums up.
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _POWERS_OF_TWO = tuple(float(2**i) for i in range(13))  # 1 .. 4096
@@ -50,12 +61,38 @@ class _SnapshotCollector(Collector):
         yield from (redis_up, workers, depth)
 
 
-class Metrics:
-    """Every metric of one app, in its own registry."""
+def multiprocess_dir() -> str | None:
+    """The folder the API processes share their metrics in, or None when this process counts alone.
 
-    def __init__(self, snapshot: Callable[[], Snapshot | None]) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
+    It is ``PROMETHEUS_MULTIPROC_DIR``; prometheus-client read it when it was imported, and a folder set
+    after that would be one nothing is written to: that is refused rather than served as empty counters.
+    """
+    path = os.environ.get(MULTIPROC_DIR_ENV)
+    if not path:
+        return None
+    if values.ValueClass is values.MutexValue:
+        raise RuntimeError(
+            f"{MULTIPROC_DIR_ENV} was set after prometheus_client was imported: set it before the process starts"
+        )
+    if not Path(path).is_dir():
+        raise RuntimeError(f"{MULTIPROC_DIR_ENV}={path} is not a folder")
+    return path
+
+
+class Metrics:
+    """Every metric of one app: in its own registry, or in ``multiprocess_dir``'s files (summed over the processes).
+
+    The monitor's snapshot (queue depths, live workers, Redis) is this process's own either way: every
+    process reads the same Redis, so there is nothing to sum.
+    """
+
+    def __init__(self, snapshot: Callable[[], Snapshot | None], *, multiprocess_dir: str | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
+        self.registry = CollectorRegistry()  # what /metrics shows
+        # Alone, the metrics themselves are in it; shared, they are in files (registered nowhere) and the
+        # registry holds the collector that reads every process's files.
+        r = self.registry if multiprocess_dir is None else None
+        self._shared = None if multiprocess_dir is None else MultiProcessCollector(self.registry, multiprocess_dir)
         self.requests = Counter(
             "rerank_http_requests", "HTTP requests answered.", ["method", "route", "status"], registry=r
         )
@@ -66,7 +103,12 @@ class Metrics:
             buckets=_SECONDS,
             registry=r,
         )
-        self.in_flight = Gauge("rerank_http_requests_in_flight", "HTTP requests being answered now.", registry=r)
+        self.in_flight = Gauge(
+            "rerank_http_requests_in_flight",
+            "HTTP requests being answered now.",
+            registry=r,
+            multiprocess_mode="livesum",  # shared: the sum over the processes alive now
+        )
         self.queue_wait = Histogram(
             "rerank_job_queue_seconds",
             "Time a rerank job waited in the queue for a worker.",
@@ -94,7 +136,7 @@ class Metrics:
         self.tokens = Counter(
             "rerank_tokens", "Tokens rerank jobs put through the model (template and chunks included).", registry=r
         )
-        r.register(_SnapshotCollector(snapshot))
+        self.registry.register(_SnapshotCollector(snapshot))
 
     def observe_job(self, result: RerankResult) -> None:
         """Record what the worker reported for one finished job."""
@@ -108,7 +150,36 @@ class Metrics:
             self.tokens.inc(result.tokens)
 
     def exposition(self) -> bytes:
+        if self.multiprocess_dir is not None:
+            _forget_dead_processes(self.multiprocess_dir)
         return generate_latest(self.registry)
+
+    def latency_families(self) -> Iterable[Metric]:
+        """The request-latency histogram as ``/metrics`` shows it (summed over the processes when shared)."""
+        if self._shared is None:
+            return self.latency.collect()
+        return [f for f in self._shared.collect() if f.name == "rerank_http_request_duration_seconds"]
+
+
+def _forget_dead_processes(path: str) -> None:
+    """Drop the in-flight gauge files of processes that are gone (a process killed mid-request leaves its count).
+
+    Their counters and histograms stay: what they answered was answered, and totals must not go down.
+    """
+    for file in Path(path).glob("gauge_live*_*.db"):
+        pid = file.stem.rpartition("_")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            mark_process_dead(int(pid), path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 class HttpMetrics:

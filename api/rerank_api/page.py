@@ -59,7 +59,7 @@ async def status(request: Request, monitor: MonitorDep, metrics: MetricsDep) -> 
         bulk = []
         problems.append(f"cannot list bulk jobs: {exc}")
     count = total = 0.0
-    for family in metrics.latency.collect():
+    for family in metrics.latency_families():  # every API process's, when there are several
         for sample in family.samples:
             if sample.labels.get("route") in RERANK_ROUTES:
                 if sample.name.endswith("_count"):

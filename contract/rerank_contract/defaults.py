@@ -58,6 +58,9 @@ HEARTBEAT_TTL_S = 3.0
 HOST = "127.0.0.1"
 #: The usual unprivileged HTTP port: no root needed.
 PORT = 8080
+#: One: every process costs a core's worth of CPU at load, and on a 2-core host the worker needs them; one
+#: asyncio process already keeps hundreds of requests waiting. More pay off on hosts with cores to spare.
+API_PROCESSES = 1
 #: A 1000-candidate request takes about 7 s on a 2-core CPU (150 pairs/s); 30 s leaves room for a queue.
 REQUEST_TIMEOUT_S = 30.0
 #: Cohere's recommended maximum of documents per rerank request, so clients written for it fit.

@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     # --- API / facade ------------------------------------------------------------------------
     host: str = defaults.HOST
     port: int = Field(defaults.PORT, ge=0, le=65535)
+    api_processes: int = Field(
+        defaults.API_PROCESSES,
+        ge=1,
+        description="`rerank-server api` serves the port from this many processes, each with its own monitor.",
+    )
     request_timeout_s: float = Field(
         defaults.REQUEST_TIMEOUT_S, gt=0, description="Longest wait for a result before a 504."
     )
