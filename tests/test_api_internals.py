@@ -59,7 +59,7 @@ def test_hiredis_packs_rqs_commands_as_redis_pys_packer_does() -> None:
 
 def test_atomic_sends_on_connections_made_by_the_clients_pool(redis_server: RedisServer) -> None:
     """``rerank_api.atomic`` leans on redis-py's ``ConnectionPool.make_connection``, ``send_packed_command``,
-    ``can_read`` (what its pool's checkout asks), ``read_response`` (which disconnects on an unread reply) and the
+    ``can_read`` (what its pool's checkout asks), ``read_response`` (which disconnects on a reply left unread) and the
     connection's ``retry``."""
 
     async def scenario() -> None:
@@ -87,7 +87,7 @@ def test_atomic_sends_on_connections_made_by_the_clients_pool(redis_server: Redi
         try:
             started = asyncio.ensure_future(atomic.run([("SET", f"{key}:k", "cancelled")]))
             await asyncio.sleep(0.2)
-            started.cancel()  # its reply never read: the connection is dropped, the next run reconnects
+            started.cancel()  # after the flush: the script still runs, its reply is read by the send, not the caller
             with pytest.raises(asyncio.CancelledError):
                 await started
         finally:
