@@ -69,8 +69,9 @@ class Dispatcher:
         self._atomic = Atomic(async_redis)
 
     async def close(self) -> None:
-        """Stop the result reader (the app's shutdown)."""
+        """Stop the result reader and close the enqueue's connections (the app's shutdown)."""
         await self.reader.close()
+        await self._atomic.close()
 
     def check_can_serve(self) -> None:
         """Raise at once (503) when Redis is down or no worker is alive, before anything is enqueued."""

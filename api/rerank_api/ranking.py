@@ -12,7 +12,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
-from rerank_api.deps import DispatcherDep, MetricsDep, MonitorDep, SettingsDep
 from rerank_api.dispatch import Dispatcher
 from rerank_api.errors import ErrorType
 from rerank_api.limits import check_limits, check_texts
@@ -54,20 +53,13 @@ def _ms(seconds: float) -> float:
 class Ranker:
     """Per-request helper (see :func:`ranker`): runs a payload and puts ``x-queue-time`` etc. on the response."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        dispatcher: Dispatcher,
-        monitor: WorkerMonitor,
-        request: Request,
-        metrics: Metrics,
-        response: Response,
-    ) -> None:
-        self._settings = settings
-        self._dispatcher = dispatcher
-        self._monitor = monitor
+    def __init__(self, request: Request, response: Response) -> None:
+        state = request.app.state  # what create_app put there, read here rather than as sub-dependencies
+        self._settings: Settings = state.settings
+        self._dispatcher: Dispatcher = state.dispatcher
+        self._monitor: WorkerMonitor = state.monitor
+        self._metrics: Metrics = state.metrics
         self._request = request
-        self._metrics = metrics
         self._response = response
         self._started = time.perf_counter()
 
@@ -98,16 +90,12 @@ class Ranker:
         return models.pop() if len(models) == 1 else self._settings.model
 
 
-async def ranker(
-    settings: SettingsDep,
-    dispatcher: DispatcherDep,
-    monitor: MonitorDep,
-    request: Request,
-    metrics: MetricsDep,
-    response: Response,
-) -> Ranker:
-    """The request's :class:`Ranker`, built on the event loop (FastAPI runs a class dependency in a thread)."""
-    return Ranker(settings, dispatcher, monitor, request, metrics, response)
+async def ranker(request: Request, response: Response) -> Ranker:
+    """The request's :class:`Ranker`, built on the event loop (FastAPI runs a class dependency in a thread).
+
+    It takes the app's state from the request: FastAPI solves each sub-dependency anew per request, and the
+    four it had cost 30 of the 140 µs of CPU the app spent per request (in-process, Redis aside)."""
+    return Ranker(request, response)
 
 
 RankerDep = Annotated[Ranker, Depends(ranker)]
