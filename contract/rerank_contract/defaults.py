@@ -114,9 +114,10 @@ WAIT_SLICE_S = 0.5
 MONITOR_INTERVAL_S = 0.5
 #: An API process's wake stream (its result reader's doorbell) outlives a process that died by this long.
 WAKE_STREAM_TTL_S = 3600
-#: Redis connections of one API process: waiting requests hold none (one result reader reads for all), and
-#: an enqueue holds one for well under a millisecond; past this a request waits for one (redis-py's own pool
-#: fails past 100 with "Too many connections", which 100 waiting requests used to reach).
+#: Redis connections of one API process's client pool, and at most as many again for enqueues (rerank_api.atomic,
+#: which sends every enqueue of an event-loop turn as one script, so it rarely holds more than one or two):
+#: waiting requests hold none (one result reader reads for all); past this a request waits for one (redis-py's
+#: own pool fails past 100 with "Too many connections", which 100 waiting requests used to reach).
 API_REDIS_CONNECTIONS = 64
 
 # --- worker (rerank_worker) --------------------------------------------------------------------
