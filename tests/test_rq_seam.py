@@ -134,3 +134,19 @@ def test_batch_start_and_success_leave_the_records_rq_own_path_leaves(result_ttl
         assert rq_seam.RerankJob.fetch("job-1", connection=ours, serializer=SERIALIZER).return_value() == {"n": 1}
     else:
         assert not ours.exists(rq_seam.RerankJob.key_for("job-1"))
+
+
+def test_a_failing_command_stops_neither_the_others_nor_its_error() -> None:
+    """Like MULTI/EXEC: every command of the script runs, and the first error is raised."""
+    from redis.exceptions import ResponseError
+
+    connection = fakeredis.FakeStrictRedis()
+    connection.set("a-string", "x")
+    worker = SimpleWorker([Queue("q", connection=connection)], connection=connection)
+    buffer = rq_seam._buffer(worker)
+    buffer.set("before", 1)
+    buffer.hset("a-string", "field", 1)  # WRONGTYPE
+    buffer.set("after", 2)
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        rq_seam._run(connection, buffer)
+    assert connection.get("before") == b"1" and connection.get("after") == b"2"

@@ -88,15 +88,18 @@ class Running:
 
 #: Runs a flat list of commands (each: its argument count, then the command and its arguments) in order, as
 #: one script, so Redis applies them alone like ``MULTI``/``EXEC``; returns the replies of the first ARGV[1].
+#: As in a transaction, a failing command does not stop the others, and the first error is the reply.
 _RUN = """
-local keep, replies, done, i = tonumber(ARGV[1]), {}, 0, 2
+local keep, replies, done, i, failed = tonumber(ARGV[1]), {}, 0, 2, nil
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  local reply = redis.call(unpack(ARGV, i + 1, i + n))
+  local reply = redis.pcall(unpack(ARGV, i + 1, i + n))
+  if type(reply) == "table" and reply.err and not failed then failed = reply.err end
   done = done + 1
   if done <= keep then replies[done] = reply end
   i = i + n + 1
 end
+if failed then return {err = failed} end
 return replies
 """
 _RUN_SHA = hashlib.sha1(_RUN.encode()).hexdigest()
