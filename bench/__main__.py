@@ -15,6 +15,7 @@ import platform
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,8 +74,11 @@ def machine(setup: Setup) -> str:
     return f"{cpu}, {os.cpu_count()} cores{gpu}, Python {platform.python_version()}, torch {torch.__version__}"
 
 
-def measure_raw(setup: Setup, workload: Workload, report: Report, quick: bool) -> tuple[float, int, dict[int, float]]:
-    """The ceiling: ``CrossEncoder.predict`` in this process, no HTTP, no queue."""
+def measure_raw(
+    setup: Setup, workload: Workload, report: Report, quick: bool
+) -> tuple[float, int, dict[int, float], Callable[[], float]]:
+    """The ceiling: ``CrossEncoder.predict`` in this process, no HTTP, no queue; and a callable that measures it
+    again (pairs/s at the best batch size), for :func:`drive` to take turns with the systems."""
     model = setup.cross_encoder()
     cpu = setup.device == "cpu"
     pairs = [(q, c) for q, cs in (workload.request(16) for _ in range(64 if cpu else 512)) for c in cs]
@@ -102,18 +106,26 @@ def measure_raw(setup: Setup, workload: Workload, report: Report, quick: bool) -
             times.append((time.perf_counter() - started) * 1000)
         latency[size] = statistics.median(times)
     report.add(f"Best: **{best_rate:,.0f} pairs/s** at batch size {best_bs}.", "")
-    return best_rate, best_bs, latency
+
+    def again() -> float:
+        started = time.perf_counter()
+        model.predict(pairs, batch_size=best_bs, show_progress_bar=False)
+        return len(pairs) / (time.perf_counter() - started)
+
+    return best_rate, best_bs, latency, again
 
 
 def _record(runs: dict[int, load.Run], key: int, run: load.Run) -> None:
     runs[key] = load.combine(runs[key], run) if key in runs else run
 
 
-def drive(systems: list[System], workload: Workload, quick: bool) -> None:
-    """Latency at concurrency 1 and throughput at 8, 32 and 64, every system in turn, round after round.
+def drive(systems: list[System], workload: Workload, quick: bool, ceiling: Callable[[], float]) -> list[float]:
+    """Latency at concurrency 1 and throughput at 8, 32 and 64, every system in turn, round after round; returns
+    the raw ceiling as measured in turn with them (once before each throughput round's systems).
 
     All systems stay up throughout and take turns, so the VM's drift over a run (its speed moves by
-    several percent within minutes) falls on all of them alike instead of on whichever ran last.
+    several percent within minutes) falls on all of them alike instead of on whichever ran last; the ceiling
+    takes its turns too, so the ratios against it are not off by the drift since it was first measured.
     """
     rounds = 1 if quick else 3
     for size, calls in ((10, 15 if quick else 42), (100, 5 if quick else 15)):
@@ -121,12 +133,15 @@ def drive(systems: list[System], workload: Workload, quick: bool) -> None:
             for system in systems:
                 run = load.run(system.url, system.body, workload, size=size, concurrency=1, requests=calls // rounds)
                 _record(system.latency, size, run)
+    ceilings = []
     for concurrency in (8, 32, 64):
         for _ in range(rounds):
+            ceilings.append(ceiling())
             for system in systems:
                 calls = concurrency * 2
                 run = load.run(system.url, system.body, workload, size=16, concurrency=concurrency, requests=calls)
                 _record(system.throughput, concurrency, run)
+    return ceilings
 
 
 def paired_overhead(url: str, setup: Setup, batch_size: int, workload: Workload, calls: int) -> dict[str, float]:
@@ -213,13 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.capacity_only:
         return _write(args.report, report)
 
-    ceiling, batch_size, raw_latency = measure_raw(setup, workload, report, args.quick)
+    first_ceiling, batch_size, raw_latency, again = measure_raw(setup, workload, report, args.quick)
     with ExitStack() as stack:
         ours = stack.enter_context(service(setup, batch_size, logs))
         seed = stack.enter_context(baseline(setup, logs))
         peer = None if args.no_infinity else stack.enter_context(infinity(setup, batch_size, logs))
         systems = [s for s in (ours, seed, peer) if s is not None]
-        drive(systems, workload, args.quick)
+        ceilings = drive(systems, workload, args.quick, again)
         paired = paired_overhead(ours.url, setup, batch_size, workload, 15 if args.quick else 60)
         calls = 500 if args.quick else 2000
         load_test = load.run(ours.url, seed_body, workload, size=4, concurrency=64, requests=calls)
@@ -240,12 +255,19 @@ def main(argv: list[str] | None = None) -> int:
     report.table(
         ["10 candidates, concurrency 1", "ms"],
         [
-            ["service call - raw predict of the same request (target <= 3 ms)", paired["over_raw"]],
+            ["service call - raw predict of the same request (target <= 4.5 ms)", paired["over_raw"]],
             ["service call - the worker's own inference time (queue hop + HTTP)", paired["over_inference"]],
         ],
     )
 
+    ceiling = statistics.mean(ceilings)
     report.add("## Throughput, 16 candidates per call", "")
+    report.add(
+        f"x ceiling: against the raw ceiling measured in turn with the systems, before each round: {ceiling:,.1f}"
+        f" pairs/s (mean of {len(ceilings)}, {min(ceilings):,.1f} to {max(ceilings):,.1f}; {first_ceiling:,.1f}"
+        " when first measured).",
+        "",
+    )
     rows = []
     for c in (8, 32, 64):
         for s in systems:
@@ -253,9 +275,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append([c, s.name, run.pairs_per_s, run.p99, run.errors, run.pairs_per_s / ceiling])
     report.table(["concurrency", "system", "pairs/s", "p99 ms", "errors", "x ceiling"], rows)
     c32 = ours.throughput[32].pairs_per_s
-    report.add(f"At concurrency 32: **{c32 / ceiling:.2f}x** the raw ceiling (target >= 0.85)", "")
+    report.add(f"At concurrency 32: **{c32 / ceiling:.2f}x** the raw ceiling (target >= 0.95)", "")
     if peer is not None:
-        report.add(f"and **{c32 / peer.throughput[32].pairs_per_s:.2f}x** infinity-emb (target >= 1.0),", "")
+        report.add(f"and **{c32 / peer.throughput[32].pairs_per_s:.2f}x** infinity-emb (target >= 1.1),", "")
     report.add(f"**{c32 / seed.throughput[32].pairs_per_s:.2f}x** the in-process FastAPI baseline.", "")
 
     lt = load_test

@@ -56,14 +56,15 @@ def run(settings: Settings) -> int:
         log.error("cannot reach Redis at %s: %s", settings.redis_url, exc)
         return EXIT_STARTUP_FAILED
     model_thread = scheduling.model_thread(scorer.device)
-    if settings.warmup:  # where the model will run: first calls on a thread are slower
-        try:
-            model_thread.submit(scorer.warmup).result() if model_thread else scorer.warmup()
-        except Exception:
-            log.exception("model %s cannot score", settings.model)
-            return EXIT_STARTUP_FAILED
+
+    def ready() -> str | None:
+        """Warm up (first calls are slower) and measure the micro-batch, where the model will run."""
+        if settings.warmup:
+            scorer.warmup()
+        return scorer.tune()
+
     try:
-        tuned = model_thread.submit(scorer.tune).result() if model_thread else scorer.tune()
+        tuned = model_thread.submit(ready).result() if model_thread else ready()
     except Exception:
         log.exception("model %s cannot score", settings.model)
         return EXIT_STARTUP_FAILED
