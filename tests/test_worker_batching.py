@@ -80,10 +80,10 @@ def test_pair_budget_follows_the_models_rate_within_its_bounds() -> None:
     assert budget.pairs == 512  # nothing measured yet: the cap
     budget.observe(8, 1.0)  # smaller than a micro-batch: says little of the rate, ignored
     assert budget.pairs == 512
-    budget.observe(100, 2.0)  # 50 pairs/s: a second of it, in whole micro-batches
-    assert budget.pairs == 48
-    budget.observe(100, 10.0)  # 10 pairs/s, smoothed: 50 + 0.3 * (10 - 50) = 38 pairs, two micro-batches
-    assert budget.pairs == 32
+    budget.observe(100, 2.0)  # 50 pairs/s: a second of it
+    assert budget.pairs == 50
+    budget.observe(100, 10.0)  # 10 pairs/s, smoothed: 50 + 0.3 * (10 - 50) = 38
+    assert budget.pairs == 38
     for _ in range(30):
         budget.observe(16, 16.0)  # 1 pair/s: never below one micro-batch
     assert budget.pairs == 16

@@ -5,7 +5,7 @@ tested on fakeredis or a list. Ids are taken a few at a time and their jobs fetc
 ids past the budget go back to the front of the queue in order, so nobody is overtaken.
 
 The budget (:class:`PairBudget`) is the fixed pair cap, lowered to what the model scores in
-``max_batch_s`` at the rate it showed on recent batches (in whole micro-batches), but never below one: on a slow CPU
+``max_batch_s`` at the rate it showed on recent batches, but never below one micro-batch: on a slow CPU
 a batch then ends in about a second instead of making every job in it wait for a 10-second call, while
 the model still runs whole micro-batches; on a GPU the cap is the smaller of the two.
 """
@@ -45,12 +45,9 @@ class PairBudget:
 
     @property
     def pairs(self) -> int:
-        """The cap, or ``max_batch_s`` of pairs at the recent rate in whole micro-batches (a part-filled last
-        micro-batch runs at the lower rate of its size), but at least one."""
         if self.max_batch_s is None or self.pairs_per_s is None:
             return self.max_pairs
-        timed = int(self.pairs_per_s * self.max_batch_s) // self.min_pairs * self.min_pairs
-        return max(self.min_pairs, min(self.max_pairs, timed))
+        return max(self.min_pairs, min(self.max_pairs, int(self.pairs_per_s * self.max_batch_s)))
 
 
 class JobSource(Protocol):
