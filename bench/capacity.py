@@ -179,7 +179,7 @@ def report_lines(systems: list[System], results: dict[str, Capacity], rounds: in
             lines.append(f"**{ours.rate / peer:.2f}x** infinity-emb (target >= 2.0),")
         lines.append(f"{ours.errors} errors (target 0).")
     lines.append(
-        "All model-running systems ran with one torch thread (`OMP_NUM_THREADS=1`); other work shared the machine."
+        "All model-running systems ran with one torch thread (`OMP_NUM_THREADS=1`); wrk ran on the same machine."
     )
     return [*lines, ""]
 
