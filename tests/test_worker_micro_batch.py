@@ -54,3 +54,16 @@ def test_auto_measures_with_the_real_model_and_a_given_size_is_kept(model_dir) -
     assert fixed.tune() is None and fixed.batch_size == 5
     candidates = [p for _, p in micro_batch.pairs(12)]
     assert auto.score("q", candidates, ScoreMode.RAW) == pytest.approx(fixed.score("q", candidates, ScoreMode.RAW))
+
+
+def test_a_cpu_call_is_cut_into_several_micro_batches_once_it_is_large_enough(model_dir) -> None:
+    """Small sorted pools pad less in more, smaller micro-batches; a single request stays one forward pass."""
+    from rerank_worker.runtime import Reranker
+
+    reranker = Reranker(str(model_dir), device="cpu", batch_size=64, max_length=None)
+    assert reranker.micro_batch(10) == 64  # one request: one forward pass
+    assert reranker.micro_batch(63) == 64
+    assert reranker.micro_batch(120) == 30  # four micro-batches
+    assert reranker.micro_batch(512) == 64  # a large batch: the batch size
+    reranker.device = "cuda:0"
+    assert reranker.micro_batch(120) == 64  # a GPU: unchanged

@@ -23,6 +23,11 @@ from rerank_worker.scoring import Prepared, Scores
 
 log = logging.getLogger(__name__)
 
+#: On a CPU a call is cut into at least this many micro-batches (see :meth:`Reranker.micro_batch`).
+CPU_MICRO_BATCHES = 4
+#: ... none of them smaller than this: below it the per-call cost outweighs the padding saved.
+CPU_SMALLEST_MICRO_BATCH = 16
+
 
 def resolve_dtype(requested: str, device: str) -> str:
     """``auto``: float16 where it is fast and well supported (cuda, mps), float32 on cpu."""
@@ -158,7 +163,7 @@ class Reranker:
         if not pairs:
             return Scores([[] for _ in requests], [0 for _ in requests])
         activation = None if mode is ScoreMode.RAW else self._activated
-        flat, read = self._score_pairs(pairs, self.prompt(instruction), activation, self.batch_size)
+        flat, read = self._score_pairs(pairs, self.prompt(instruction), activation, self.micro_batch(len(pairs)))
         out: list[list[float]] = []
         tokens: list[int] = []
         start = 0
@@ -167,6 +172,19 @@ class Reranker:
             tokens.append(sum(read[start : start + len(candidates)]))
             start += len(candidates)
         return Scores(out, tokens)
+
+    def micro_batch(self, pairs: int) -> int:
+        """The micro-batch for a call of ``pairs``: the batch size, but on a CPU at least
+        :data:`CPU_MICRO_BATCHES` micro-batches (of at least :data:`CPU_SMALLEST_MICRO_BATCH`) per call.
+
+        A call's pairs are sorted by length, so its micro-batches pad less the more of them there are; the
+        best batch size is measured on a large sorted pool, while a CPU's time-bounded batches are small
+        (measured: MiniLM-L6 on 2 cores, about 120 pairs per batch, micro-batch 64: 94-100 pairs/s; 16 or 32:
+        122-130). A GPU's batches are large, and its small micro-batches cost more than padding: unchanged.
+        """
+        if not self.device.startswith("cpu") or pairs < CPU_MICRO_BATCHES * CPU_SMALLEST_MICRO_BATCH:
+            return self.batch_size
+        return min(self.batch_size, max(CPU_SMALLEST_MICRO_BATCH, -(-pairs // CPU_MICRO_BATCHES)))
 
     def _score_pairs(
         self, pairs: list[tuple[str, str]], prompt: str | None, activation: torch.nn.Module | None, batch_size: int
