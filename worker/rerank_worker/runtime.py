@@ -155,9 +155,10 @@ class Reranker:
 
         ``CrossEncoder.predict``'s own loop, on its public steps (``preprocess``, the forward call), so that
         each micro-batch's features also give the tokens read (its attention mask) without tokenizing every
-        pair a second time; the pairs are sorted by length as ``predict`` sorts them, so micro-batches, and
-        scores, are the same as ``predict``'s. Pairs from different requests share micro-batches with little
-        padding; a pair's score does not depend on its batch.
+        pair a second time; the pairs are sorted by length as ``predict`` sorts them, so at the same micro-batch
+        size the micro-batches and scores are ``predict``'s (:meth:`micro_batch` may cut a CPU call finer; a
+        pair's score does not depend on its batch beyond float noise). Pairs from different requests share
+        micro-batches with little padding.
         """
         pairs = [(query, c) for query, candidates in requests for c in candidates]
         if not pairs:
@@ -180,7 +181,7 @@ class Reranker:
         A call's pairs are sorted by length, so its micro-batches pad less the more of them there are; the
         best batch size is measured on a large sorted pool, while a CPU's time-bounded batches are small
         (measured: MiniLM-L6 on 2 cores, about 120 pairs per batch, micro-batch 64: 94-100 pairs/s; 16 or 32:
-        122-130). A GPU's batches are large, and its small micro-batches cost more than padding: unchanged.
+        122-130). A GPU keeps the batch size: its batches are large, and the rule is unmeasured there.
         """
         if not self.device.startswith("cpu") or pairs < CPU_MICRO_BATCHES * CPU_SMALLEST_MICRO_BATCH:
             return self.batch_size
