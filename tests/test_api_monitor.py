@@ -10,7 +10,7 @@ import time
 import pytest
 from fakeredis import FakeAsyncRedis
 
-from rerank_api.monitor import WorkerMonitor
+from rerank_api.monitor import Snapshot, WorkerMonitor
 from rerank_contract.jobs import WORKERS_SET, WorkerInfo, worker_key
 
 INTERVAL_S = 0.02
@@ -164,5 +164,44 @@ def test_redis_down_is_a_view_not_an_error() -> None:
         finally:
             await monitor.stop()
             await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_no_worker_is_read_again_from_redis_before_it_is_believed() -> None:
+    """A worker that registered after the last refresh is found by the request that would have got a 503;
+    concurrent callers share that one read, and a view with workers (or with Redis down) is not read again."""
+
+    class Counting(FakeAsyncRedis):
+        reads = 0
+
+        async def smembers(self, name):  # type: ignore[override]
+            self.reads += 1
+            await asyncio.sleep(0.01)  # a read in flight while the other callers arrive
+            return await super().smembers(name)
+
+    async def scenario() -> None:
+        redis = Counting()
+        monitor = WorkerMonitor(redis, interval_s=3600)  # the loop never refreshes on its own here
+        await monitor.refresh()
+        assert not monitor.snapshot.workers
+        await redis.set(worker_key("late"), json.dumps(record("late")).encode(), ex=60)
+        await redis.sadd(WORKERS_SET, "late")
+        redis.reads = 0
+        snapshots = await asyncio.gather(*(monitor.confirm_no_worker() for _ in range(10)))
+        assert redis.reads == 1
+        assert all(s.alive == {"late"} for s in snapshots) and monitor.snapshot.alive == {"late"}
+        assert (await monitor.confirm_no_worker()).alive == {"late"} and redis.reads == 1  # workers: no read
+
+        await redis.delete(worker_key("late"))
+        await monitor.confirm_no_worker()
+        assert redis.reads == 1  # the view still has the worker; the loop, not a request, finds it gone
+        await monitor.refresh()
+        redis.reads = 0
+        assert not (await monitor.confirm_no_worker()).workers and redis.reads == 1  # gone indeed: 503 stands
+
+        monitor.snapshot = Snapshot(redis_error="Redis unreachable: test")
+        assert (await monitor.confirm_no_worker()).redis_error == "Redis unreachable: test"
+        assert redis.reads == 1  # Redis down is answered from the view at once, not after a connect timeout
 
     asyncio.run(scenario())

@@ -73,9 +73,9 @@ class Dispatcher:
         await self.reader.close()
         await self._atomic.close()
 
-    def check_can_serve(self) -> None:
-        """Raise at once (503) when Redis is down or no worker is alive, before anything is enqueued."""
-        snapshot = self._monitor.snapshot
+    async def check_can_serve(self) -> None:
+        """Raise (503) when Redis is down or no worker is alive, before anything is enqueued."""
+        snapshot = await self._monitor.confirm_no_worker()
         if snapshot.redis_error is not None:
             raise ApiError(ErrorType.QUEUE_UNAVAILABLE, snapshot.redis_error)
         if not snapshot.workers:
@@ -127,7 +127,7 @@ class Dispatcher:
         ``gone`` tells whether the client disconnected; it is asked between wait slices, and a
         request whose client left has its job cancelled, so a job not yet started is never computed.
         """
-        self.check_can_serve()
+        await self.check_can_serve()
         self._check_capacity()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout_s
@@ -179,7 +179,7 @@ class Dispatcher:
                 raise ApiError(ErrorType.WORKER_LOST, f"worker {name} died while running job {job_id}")
         except (RedisError, OSError) as exc:
             raise ApiError(ErrorType.QUEUE_UNAVAILABLE, f"lost Redis while waiting: {exc}") from exc
-        self.check_can_serve()
+        await self.check_can_serve()
 
     @staticmethod
     def _parse(job_id: str, entry_id: bytes, fields: dict[bytes, bytes]) -> RerankResult:

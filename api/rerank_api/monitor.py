@@ -67,6 +67,7 @@ class WorkerMonitor:
         self._unreadable: set[str] = set()  # the records already logged as unreadable
         self._failing: str | None = None  # the unexpected error already logged
         self._task: asyncio.Task[None] | None = None
+        self._confirming: asyncio.Future[Snapshot] | None = None
         self._stopping = False
 
     def age_s(self) -> float | None:
@@ -102,6 +103,23 @@ class WorkerMonitor:
                 log.info("Redis reachable; %d worker(s) alive", len(snapshot.workers))
         self.snapshot = snapshot
         return snapshot
+
+    async def confirm_no_worker(self) -> Snapshot:
+        """The snapshot, read again now if it shows no worker while Redis answers; concurrent callers share one read.
+
+        A worker that has just started is in Redis up to one interval before this process's view has it:
+        a 503 "no worker" is only given once Redis itself says so. When Redis is unreachable the last
+        view stands, so that answer stays immediate.
+        """
+        if self.snapshot.workers or self.snapshot.redis_error is not None:
+            return self.snapshot
+        if self._confirming is None:
+            self._confirming = asyncio.ensure_future(self.refresh_or_last())
+            self._confirming.add_done_callback(self._confirmed)
+        return await asyncio.shield(self._confirming)
+
+    def _confirmed(self, _: asyncio.Future[Snapshot]) -> None:
+        self._confirming = None
 
     def _read(
         self, members: list[bytes], records: list[bytes | None]

@@ -152,7 +152,7 @@ async def rerank_tei(body: TeiRerankRequest, ranker: RankerDep) -> Any:
 )
 async def info(settings: SettingsDep, dispatcher: DispatcherDep, monitor: MonitorDep) -> TeiInfo:
     """Needs a live worker: the model and its max length are the workers' own (503 when none is alive)."""
-    dispatcher.check_can_serve()
+    await dispatcher.check_can_serve()
     workers = monitor.snapshot.workers
     return TeiInfo(
         model_id=",".join(sorted({w.model for w in workers})),
