@@ -22,7 +22,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import models
+from bench import model_work, models
 from bench.systems import Setup, System, baseline, cpu_s, infinity, process, rss_mb, seed_body, service
 from bench.workload import Workload
 
@@ -123,10 +123,23 @@ def bare(logs: Path):
         yield System("bare FastAPI endpoint (constant answer)", url, seed_body, {"server": proc.pid})
 
 
-def measure(systems: list[System], *, rounds: int, seconds: float) -> dict[str, Capacity]:
-    """Every system in turn, ``rounds`` times, ``seconds`` each (after a short warm-up of each)."""
+def own_work(model: Path) -> dict[str, float]:
+    """:mod:`bench.model_work` in a process of its own (this one's environment: one torch thread)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.model_work", str(model), str(CANDIDATES)],
+        capture_output=True, text=True, check=True, cwd=HERE.parent,
+    )  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(
+    systems: list[System], *, rounds: int, seconds: float, model: Path | None = None
+) -> tuple[dict[str, Capacity], list[float]]:
+    """Every system in turn, ``rounds`` times, ``seconds`` each (after a short warm-up of each); with ``model``,
+    its own CPU ms per call (:func:`own_work`) measured in each round too, in turn with the systems."""
     workload = Workload()
     results = {s.name: Capacity() for s in systems}
+    model_ms: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         scripts = {s.name: wrk_script(s, workload, Path(tmp)) for s in systems}
         for system in systems:
@@ -143,14 +156,20 @@ def measure(systems: list[System], *, rounds: int, seconds: float) -> dict[str, 
                 got.p99_ms.append(p99)
                 got.errors += errors
                 got.calls += calls
-    return results
+            if model is not None:
+                model_ms.append(own_work(model)["ms_per_call"])
+    return results, model_ms
 
 
-def report_lines(systems: list[System], results: dict[str, Capacity], rounds: int, seconds: float) -> list[str]:
-    """The markdown section: a table with ratios against the bare endpoint and infinity-emb, and the targets."""
+def report_lines(
+    systems: list[System], results: dict[str, Capacity], rounds: int, seconds: float, model_ms: list[float]
+) -> list[str]:
+    """The markdown section: a table with ratios against the bare endpoint and infinity-emb, the targets, and
+    the bound that the model's own work sets on any server of it."""
     by_name = {s.name: s for s in systems}
     limit = next((results[s.name].rate for s in systems if s.name.startswith("bare")), None)
     peer = next((results[s.name].rate for s in systems if s.name.startswith("infinity")), None)
+    bare_ms = next((results[s.name].cpu_ms_per_call("server") for s in systems if s.name.startswith("bare")), 0.0)
     lines = [
         f"## Capacity: concurrency {CONCURRENCY}, {CANDIDATES} candidates per call, near-instant model, wrk", "",
         f"{rounds} rounds of {seconds:g} s per system, in turn; calls/s is the mean of the rounds, p50 the median"
@@ -178,6 +197,20 @@ def report_lines(systems: list[System], results: dict[str, Capacity], rounds: in
         if peer:
             lines.append(f"**{ours.rate / peer:.2f}x** infinity-emb (target >= 2.0),")
         lines.append(f"{ours.errors} errors (target 0).")
+    if model_ms:
+        work = statistics.mean(model_ms)
+        cores = os.cpu_count() or 1
+        bound = cores * 1000 / (work + bare_ms)
+        peers = (("infinity-emb", peer), ("the bare endpoint", limit))
+        ratios = ", ".join(f"{bound / rate:.2f}x {what}" for what, rate in peers if rate)
+        lines += [
+            "",
+            f"**The model's own work bounds every system here**: `CrossEncoder.predict` alone, on the pairs of "
+            f"{model_work.CALLS} calls at its best micro-batch, took {work:.2f} ms of CPU per call (mean of "
+            f"{len(model_ms)}, one per round, in turn with the systems); with one HTTP answer at the bare endpoint's "
+            f"{bare_ms:.2f} ms, {cores} cores serve at most **{bound:,.0f} calls/s** = {ratios}, before any queue, "
+            "wrk's own CPU or bookkeeping.",
+        ]
     lines.append(
         "All model-running systems ran with one torch thread (`OMP_NUM_THREADS=1`); wrk ran on the same machine."
     )
@@ -199,8 +232,8 @@ def run(logs: Path, *, with_infinity: bool, quick: bool, extra_env: dict[str, st
             systems.append(peer)
         systems.append(stack.enter_context(baseline(setup, logs)))
         systems.append(stack.enter_context(service(setup, 32, logs, extra_env)))
-        results = measure(systems, rounds=rounds, seconds=seconds)
-        return report_lines(systems, results, rounds, seconds)
+        results, model_ms = measure(systems, rounds=rounds, seconds=seconds, model=setup.model_dir)
+        return report_lines(systems, results, rounds, seconds, model_ms)
 
 
 def main(argv: list[str] | None = None) -> int:
