@@ -2,14 +2,18 @@
 
 Several processes are uvicorn's own multi-process mode; each builds its own app (Redis clients, result
 reader, worker monitor) from the environment's settings, and their metrics are summed through
-prometheus-client's multiprocess files (:mod:`rerank_api.metrics`).
+prometheus-client's multiprocess files (:mod:`rerank_api.metrics`). Each also stops itself, gracefully,
+once the process that started it is gone (:func:`exit_with_parent`).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +24,8 @@ from rerank_contract.settings import Settings, settings_env
 _MULTIPROC_VARS = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
 #: The shared metrics folder of an API: this, then the pid of the `rerank-server api` that made it.
 _METRICS_DIR_PREFIX = "rerank-api-metrics-"
+#: The pid of the `rerank-server api` that started a process of several: see :func:`exit_with_parent`.
+_PARENT_PID_VAR = "_RERANK_API_PARENT_PID"
 
 
 def serve(settings: Settings) -> None:
@@ -36,16 +42,41 @@ def serve(settings: Settings) -> None:
     # uvicorn's own multi-process mode: it binds the port here and starts (and restarts) that many
     # children, each importing `rerank_server:app`, which builds its app from the environment's settings;
     # so the settings given here (flags included) go into the environment they inherit, along with a
-    # fresh folder for their shared metrics. SIGTERM or Ctrl-C here stops them all.
+    # fresh folder for their shared metrics and this process's pid. SIGTERM or Ctrl-C here stops them all.
     _remove_dead_metrics_dirs()
     metrics_dir = tempfile.mkdtemp(prefix=f"{_METRICS_DIR_PREFIX}{os.getpid()}-")
     shared = {**settings_env(settings, only_set=True), **dict.fromkeys(_MULTIPROC_VARS)}
     shared[_MULTIPROC_VARS[0]] = metrics_dir
+    shared[_PARENT_PID_VAR] = str(os.getpid())
     try:
         with _environment(shared):
             uvicorn.run("rerank_server:app", workers=settings.api_processes, **options)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def exit_with_parent() -> None:
+    """In a process of several (its environment names their parent), SIGTERM itself once that parent is gone.
+
+    uvicorn's parent stops its processes on SIGTERM or Ctrl-C, but killed (SIGKILL, the OOM killer) it
+    cannot, and they would go on serving its port forever (``rerank-server up`` kills its API's process
+    group, a plain ``rerank-server api`` has no one to). So a daemon thread looks once a second whether the
+    process is still its parent's child (``os.getppid()``; an orphan gets a new parent) and, when not, sends
+    it SIGTERM: uvicorn's own graceful stop, which finishes the requests in hand and runs the app's
+    shutdown (its handler is in place already: uvicorn installs it before it imports the app). Polling,
+    because Linux's ``prctl(PR_SET_PDEATHSIG)`` has no macOS equivalent; the pid comes from the
+    environment, not from ``os.getppid()`` here, so a parent that died before this ran counts too.
+    """
+    parent = os.environ.get(_PARENT_PID_VAR)
+    if parent is None:
+        return
+
+    def watch(parent: int) -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, args=(int(parent),), name="exit-with-parent", daemon=True).start()
 
 
 def _remove_dead_metrics_dirs() -> None:

@@ -137,6 +137,37 @@ def test_two_api_processes_share_the_port_and_metrics_and_leave_nothing_behind(m
         assert f"Finished server process [{pid}]" in log  # each stopped gracefully, not killed
 
 
+def test_the_processes_of_a_killed_api_stop_by_themselves(make_stack, tmp_path) -> None:
+    from rerank_server.serve_api import _remove_dead_metrics_dirs
+
+    stack: Stack = make_stack(SCORER="fake", MODEL="/no/such/model", API_PROCESSES="2")
+    stack.api = Service([*CLI, "api"], stack.env, tmp_path / "api.log").start()
+    wait_until(stack._api_up, 60, "API to answer")
+    assert stack.api.proc is not None
+    parent = stack.api.proc.pid
+    wait_until(lambda: len(api_processes(parent)) == 2, 60, "two API processes")
+    pids = api_processes(parent)
+    everything = children(parent)  # the resource tracker too
+    folder = Path(environ(pids[0])["PROMETHEUS_MULTIPROC_DIR"])
+    stack.api.signal(signal.SIGKILL)  # no `up` here to kill what it leaves behind: they must see to it
+    assert stack.api.proc.wait(5) == -signal.SIGKILL  # reaped, as a shell would: its pid is no one's now
+    try:
+        wait_until(lambda: all(gone(pid) for pid in everything), 5, "the killed API's processes to stop")
+    finally:  # orphans that did not stop would serve their port for good
+        for pid in everything:
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
+    log = stack.api.log()
+    for pid in pids:
+        assert f"Finished server process [{pid}]" in log  # each stopped gracefully, not killed
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{stack.url}/health", timeout=5)  # nothing serves the port any more
+    # The killed API could not remove its metrics folder: the next one to start does.
+    assert folder.is_dir()
+    _remove_dead_metrics_dirs()
+    assert not folder.exists()
+
+
 def test_up_with_api_processes_kills_the_orphans_of_a_killed_api_and_stops_them_all(tmp_path) -> None:
     api_port, redis_port = free_port(), free_port()
     env = service_env(
@@ -163,6 +194,8 @@ def test_up_with_api_processes_kills_the_orphans_of_a_killed_api_and_stops_them_
         first = api_pid()
         wait_until(lambda: len(api_processes(first)) == 2, 60, "two API processes under up")
         orphans = children(first)
+        for pid in api_processes(first):  # frozen, they cannot stop by themselves (the test above): up must
+            os.kill(pid, signal.SIGSTOP)
         os.kill(first, signal.SIGKILL)  # uvicorn's parent gets no chance to stop its processes
         wait_until(lambda: "api restarted" in log_path.read_text(), 60, "the API to restart")
         wait_until(lambda: all(gone(pid) for pid in orphans), 10, "the killed API's processes to be gone")
