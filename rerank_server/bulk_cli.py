@@ -3,7 +3,7 @@
 Each input line is ``{"id"?: str, "query": str, "candidates": [str, ...]}``. The items are sent as
 jobs of ``--items-per-job`` items (so several workers can share a large file), over HTTP or
 straight to Redis; each output line is ``{"id", "results": [{"index", "score"}, ...]}``, best
-first, in input order.
+first, in input order. ``--instruction`` and ``--max-chunks-per-doc`` go into every job.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from rerank_contract import defaults
 from rerank_contract.bulk_jobs import JobState
-from rerank_contract.jobs import BulkItem, ScoreMode
+from rerank_contract.jobs import BulkItem, BulkPayload, ScoreMode
 from rerank_server.client import HttpClient, QueueClient
 
 
@@ -43,6 +43,16 @@ def read_items(path: Path) -> list[BulkItem]:
     if not items:
         raise InputError(f"{path} holds no items: write one {{id, query, candidates}} JSON object per line")
     return items
+
+
+def check_options(score_mode: ScoreMode, instruction: str | None, max_chunks_per_doc: int | None) -> None:
+    """Raise :class:`InputError` naming the flag if the jobs' options are invalid, before anything is read or sent."""
+    try:
+        BulkPayload(items=[], score_mode=score_mode, instruction=instruction, max_chunks_per_doc=max_chunks_per_doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "options"
+        raise InputError(f"{flag}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 class ProgressBar:
@@ -71,10 +81,15 @@ def run(
     *,
     items_per_job: int,
     score_mode: ScoreMode,
+    instruction: str | None = None,
+    max_chunks_per_doc: int | None = None,
     poll_s: float = defaults.BULK_POLL_S,
 ) -> int:
-    """Submit, follow and collect; returns the exit code (0 when every job finished)."""
+    """Submit, follow and collect; returns the exit code (0 when every job finished).
+
+    ``instruction`` and ``max_chunks_per_doc`` apply to every item (None: the worker's defaults)."""
     try:
+        check_options(score_mode, instruction, max_chunks_per_doc)
         items = read_items(input_path)
         if not output_path.parent.is_dir():
             raise InputError(f"cannot write {output_path}: no folder {output_path.parent}")
@@ -82,7 +97,10 @@ def run(
         print(f"rerank-server bulk: {exc}", file=sys.stderr)
         return defaults.EXIT_USAGE
     batches = [items[i : i + items_per_job] for i in range(0, len(items), items_per_job)]
-    job_ids = [client.submit_bulk(batch, score_mode=score_mode) for batch in batches]
+    job_ids = [
+        client.submit_bulk(batch, score_mode=score_mode, instruction=instruction, max_chunks_per_doc=max_chunks_per_doc)
+        for batch in batches
+    ]
     print(f"submitted {len(items)} items as {len(job_ids)} job(s)", file=sys.stderr)
 
     pairs = {job_id: sum(len(i.candidates) for i in batch) for job_id, batch in zip(job_ids, batches, strict=True)}

@@ -64,6 +64,8 @@ def _bulk(args: argparse.Namespace, settings: Settings) -> int:
             client,
             items_per_job=args.items_per_job,
             score_mode=ScoreMode.RAW if args.raw_scores else ScoreMode.ACTIVATED,
+            instruction=args.job_instruction,
+            max_chunks_per_doc=args.job_max_chunks,
         )
     except httpx.TransportError as exc:
         problem = f"cannot reach the API at {url} ({type(exc).__name__}: {exc}): start it with `rerank-server up`"
@@ -100,6 +102,17 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(defaults.EXIT_USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _setting(field: str, text: str) -> str:
@@ -181,6 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"default {defaults.BULK_ITEMS_PER_JOB}",
     )
     bulk.add_argument("--raw-scores", dest="raw_scores", action="store_true", help="raw logits, not activated scores")
+    # Own dests: RERANK_INSTRUCTION and RERANK_MAX_CHUNKS_PER_DOC are the worker's defaults, not these flags'.
+    bulk.add_argument(
+        "--instruction",
+        dest="job_instruction",
+        metavar="TEXT",
+        help="task instruction for every item (the model's prompt); default: the worker's (RERANK_INSTRUCTION)",
+    )
+    bulk.add_argument(
+        "--max-chunks-per-doc",
+        dest="job_max_chunks",
+        metavar="N",
+        type=_at_least_one,
+        help="split a candidate too long for the model into at most N chunks and score it by its best; "
+        "default: the worker's (RERANK_MAX_CHUNKS_PER_DOC), else cut it",
+    )
     bulk.set_defaults(func=_bulk)
 
     from rerank_server import model_cli

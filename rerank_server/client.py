@@ -4,7 +4,7 @@ from rerank_server.client import HttpClient, QueueClient
 
 api = HttpClient("http://127.0.0.1:8080")
 api.rerank("machine learning", ["deep learning", "cooking recipes"])   # [ScoredIndex(index=0, ...), ...]
-job_id = api.submit_bulk([{"id": "q1", "query": "...", "candidates": ["...", "..."]}])
+job_id = api.submit_bulk([{"id": "q1", "query": "...", "candidates": ["...", "..."]}], max_chunks_per_doc=4)
 state = api.wait(job_id, on_progress=print)                          # JobState(status="finished", result=...)
 
 queue = QueueClient("redis://127.0.0.1:6379/0")                       # same calls, no HTTP involved
@@ -36,8 +36,26 @@ class ClientError(Exception):
         self.error_type = error_type
 
 
-def _payload(items: Iterable[BulkItem | dict[str, Any]], score_mode: ScoreMode | str) -> BulkPayload:
-    return BulkPayload(items=[BulkItem.model_validate(i) for i in items], score_mode=ScoreMode(score_mode))
+def _payload(
+    items: Iterable[BulkItem | dict[str, Any]],
+    score_mode: ScoreMode | str,
+    *,
+    instruction: str | None = None,
+    max_chunks_per_doc: int | None = None,
+) -> BulkPayload:
+    """The job's payload, validated here (a ``ValidationError`` before anything is sent)."""
+    return BulkPayload(
+        items=[BulkItem.model_validate(i) for i in items],
+        score_mode=ScoreMode(score_mode),
+        instruction=instruction,
+        max_chunks_per_doc=max_chunks_per_doc,
+    )
+
+
+def _options(instruction: str | None, max_chunks_per_doc: int | None) -> dict[str, Any]:
+    """The optional fields that are set: unset ones are not sent, so older servers and workers read the request."""
+    options = {"instruction": instruction, "max_chunks_per_doc": max_chunks_per_doc}
+    return {k: v for k, v in options.items() if v is not None}
 
 
 class _BulkClient(ABC):
@@ -45,8 +63,15 @@ class _BulkClient(ABC):
 
     @abstractmethod
     def submit_bulk(
-        self, items: Iterable[BulkItem | dict[str, Any]], *, score_mode: ScoreMode | str = ScoreMode.ACTIVATED
-    ) -> str: ...
+        self,
+        items: Iterable[BulkItem | dict[str, Any]],
+        *,
+        score_mode: ScoreMode | str = ScoreMode.ACTIVATED,
+        instruction: str | None = None,
+        max_chunks_per_doc: int | None = None,
+    ) -> str:
+        """Queue ``items`` as one bulk job and return its id. ``instruction`` and ``max_chunks_per_doc`` (chunk
+        too-long candidates, score each by its best chunk) apply to every item; None: the worker's defaults."""
 
     @abstractmethod
     def job(self, job_id: str) -> JobState: ...
@@ -96,16 +121,30 @@ class HttpClient(_BulkClient):
                 raise ClientError(response.status_code, response.text, "http") from None
         return response.json()
 
-    def rerank(self, query: str, candidates: list[str]) -> list[ScoredIndex]:
-        """Every candidate's index and score, best first."""
-        body = self._call("POST", "/v1/rerank", json={"query": query, "candidates": candidates})
+    def rerank(
+        self,
+        query: str,
+        candidates: list[str],
+        *,
+        instruction: str | None = None,
+        max_chunks_per_doc: int | None = None,
+    ) -> list[ScoredIndex]:
+        """Every candidate's index and score, best first. ``instruction`` and ``max_chunks_per_doc`` are
+        ``/v1/rerank``'s fields of those names, sent only when given; the API checks them (422: ClientError)."""
+        request = {"query": query, "candidates": candidates, **_options(instruction, max_chunks_per_doc)}
+        body = self._call("POST", "/v1/rerank", json=request)
         return [ScoredIndex.model_validate(r) for r in body["results"]]
 
     def submit_bulk(
-        self, items: Iterable[BulkItem | dict[str, Any]], *, score_mode: ScoreMode | str = ScoreMode.ACTIVATED
+        self,
+        items: Iterable[BulkItem | dict[str, Any]],
+        *,
+        score_mode: ScoreMode | str = ScoreMode.ACTIVATED,
+        instruction: str | None = None,
+        max_chunks_per_doc: int | None = None,
     ) -> str:
-        payload = _payload(items, score_mode)
-        return self._call("POST", "/v1/jobs", json=payload.model_dump(mode="json"))["id"]
+        payload = _payload(items, score_mode, instruction=instruction, max_chunks_per_doc=max_chunks_per_doc)
+        return self._call("POST", "/v1/jobs", json=payload.model_dump(mode="json", exclude_none=True))["id"]
 
     def job(self, job_id: str) -> JobState:
         return JobState.model_validate(self._call("GET", f"/v1/jobs/{job_id}"))
@@ -127,9 +166,15 @@ class QueueClient(_BulkClient):
         self._jobs = BulkJobs.from_settings(self._redis, settings)
 
     def submit_bulk(
-        self, items: Iterable[BulkItem | dict[str, Any]], *, score_mode: ScoreMode | str = ScoreMode.ACTIVATED
+        self,
+        items: Iterable[BulkItem | dict[str, Any]],
+        *,
+        score_mode: ScoreMode | str = ScoreMode.ACTIVATED,
+        instruction: str | None = None,
+        max_chunks_per_doc: int | None = None,
     ) -> str:
-        return self._jobs.submit(_payload(items, score_mode))
+        payload = _payload(items, score_mode, instruction=instruction, max_chunks_per_doc=max_chunks_per_doc)
+        return self._jobs.submit(payload)
 
     def job(self, job_id: str) -> JobState:
         return self._jobs.state(job_id)

@@ -58,6 +58,11 @@ def test_model_help_names_its_default_and_folders() -> None:
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["up", "--port", "eighty"], "argument --port: invalid int value: 'eighty'"),
         (["bulk", "in.jsonl"], "the following arguments are required: -o/--output"),
+        (
+            ["bulk", "in.jsonl", "-o", "o.jsonl", "--max-chunks-per-doc", "0"],
+            "--max-chunks-per-doc: must be at least 1",
+        ),
+        (["bulk", "in.jsonl", "-o", "o.jsonl", "--max-chunks-per-doc", "two"], "invalid int value: 'two'"),
     ],
 )
 def test_a_usage_error_is_one_line(args: list[str], says: str) -> None:
@@ -74,6 +79,28 @@ def test_bulk_with_a_bad_line(tmp_path: Path) -> None:
     (tmp_path / "in.jsonl").write_text('{"query": "q", "candidates": ["a"]}\n{"query": "q"}\n')
     line = _one_line(_run("bulk", "in.jsonl", "-o", "out.jsonl", cwd=tmp_path))
     assert line == "rerank-server bulk: in.jsonl:2: candidates: Field required"
+
+
+def test_bulk_with_an_instruction_that_is_not_unicode(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text('{"query": "q", "candidates": ["a"]}\n')
+    # "\udcff" reaches the process as the byte 0xff, which Python decodes back to the lone surrogate
+    line = _one_line(_run("bulk", "in.jsonl", "-o", "out.jsonl", "--instruction", "\udcff", cwd=tmp_path))
+    assert line == "rerank-server bulk: --instruction: not valid Unicode: lone surrogate '\\udcff'"
+
+
+def test_bulk_run_refuses_bad_options_before_reading_or_sending(tmp_path: Path, capsys) -> None:
+    from rerank_contract.jobs import ScoreMode
+    from rerank_server import bulk_cli
+
+    missing = tmp_path / "missing.jsonl"  # the options are checked first; no client is needed
+    code = bulk_cli.run(
+        missing, tmp_path / "out.jsonl", None, items_per_job=1, score_mode=ScoreMode.RAW, max_chunks_per_doc=0
+    )
+    assert code == 2
+    assert (
+        capsys.readouterr().err
+        == "rerank-server bulk: --max-chunks-per-doc: Input should be greater than or equal to 1\n"
+    )
 
 
 def test_bulk_when_the_api_is_down(tmp_path: Path) -> None:

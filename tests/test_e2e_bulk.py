@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rerank_server.client import HttpClient
 from tests.conftest import CLI, Stack, wait_until
 from tests.tiny_model import TOPICS
 
@@ -21,15 +22,25 @@ README = (Path(__file__).parent.parent / "README.md").read_text()
 PASSAGES = [p for docs in TOPICS.values() for p in docs]
 
 
-def readme_bulk_example() -> str:
-    after = README.split("<!-- bulk-example", 1)[1]
+def readme_example(marker: str) -> str:
+    after = README.split(f"<!-- {marker}", 1)[1]
     return re.search(r"```python\n(.*?)```", after, re.DOTALL).group(1)
 
 
-def sync_results(stack: Stack, query: str, candidates: list[str]) -> list[dict]:
-    response = stack.rerank(query, candidates)
-    assert response.status_code == 200
+def readme_bulk_example() -> str:
+    return readme_example("bulk-example")
+
+
+def sync_results(stack: Stack, query: str, candidates: list[str], **options: object) -> list[dict]:
+    """``/v1/rerank``'s results; ``options``: its optional fields (instruction, max_chunks_per_doc)."""
+    body = {"query": query, "candidates": candidates, **options}
+    response = httpx.post(f"{stack.url}/v1/rerank", json=body, timeout=30)
+    assert response.status_code == 200, response.text
     return response.json()["results"]
+
+
+def scores(results: list[dict]) -> dict[int, float]:
+    return {r["index"]: r["score"] for r in results}
 
 
 def assert_same(got: list[dict], want: list[dict]) -> None:
@@ -81,6 +92,16 @@ def test_readme_snippet_runs_without_this_project_and_matches_v1_rerank(bulk_sta
         sync_results(bulk_stack, "machine learning", ["deep learning", "cooking recipes", "neural networks"]),
     )
     assert_same(result["items"][1]["results"], sync_results(bulk_stack, "astronomy", ["pasta sauce", "black holes"]))
+
+
+def test_readme_client_example_runs(bulk_stack: Stack) -> None:
+    code = readme_example("client-example")
+    code = code.replace("http://127.0.0.1:8080", bulk_stack.url).replace(
+        "redis://127.0.0.1:6379/0", bulk_stack.redis_url
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=bulk_stack.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "BulkItemResult(id='q2', results=[ScoredIndex(index=0" in done.stdout  # black holes first
 
 
 def test_http_bulk_job_reports_progress_and_results_equal_to_sync(bulk_stack: Stack) -> None:
@@ -176,6 +197,44 @@ def test_cli_bulk_writes_results_in_input_order(bulk_stack: Stack, tmp_path: Pat
     assert [r["id"] for r in rows] == [i.get("id") for i in payload]
     for item, row in list(zip(payload, rows, strict=True))[:4]:
         assert_same(row["results"], sync_results(bulk_stack, item["query"], item["candidates"]))
+
+
+#: Cooking words past the tiny model's 64 tokens, then what the query is about: only chunking reads it.
+LONG = " ".join(["cooking recipes baking bread kitchen knives pasta sauce"] * 10) + " deep learning neural networks"
+INSTRUCTION = "Find passages about it:"
+
+
+@pytest.mark.parametrize("via", ["http", "redis"])
+def test_cli_bulk_passes_max_chunks_per_doc_and_instruction(bulk_stack: Stack, tmp_path: Path, via: str) -> None:
+    payload = [
+        {"id": "long", "query": "machine learning", "candidates": ["stock market", LONG, "pasta sauce", "garden soil"]},
+        {"id": "short", "query": "astronomy", "candidates": ["pasta sauce", "black holes", "planets and stars"]},
+    ]
+    source = tmp_path / "items.jsonl"
+    source.write_text("\n".join(json.dumps(i) for i in payload) + "\n")
+    target = tmp_path / "results.jsonl"
+    args = [*CLI, "bulk", str(source), "-o", str(target), "--via", via, "--items-per-job", "1"]
+    args += ["--max-chunks-per-doc", "3", "--instruction", INSTRUCTION]
+    if via == "http":
+        args += ["--url", bulk_stack.url]
+    done = subprocess.run(args, env=bulk_stack.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = {row["id"]: row["results"] for row in map(json.loads, target.read_text().splitlines())}
+
+    options = {"max_chunks_per_doc": 3, "instruction": INSTRUCTION}
+    for item in payload:
+        assert_same(rows[item["id"]], sync_results(bulk_stack, item["query"], item["candidates"], **options))
+    # Each flag changes the answer, so a flag the CLI (or a client, or the API) dropped fails the check above.
+    long, short = payload
+    assert rows["long"][0]["index"] == 1  # its best chunk ranks the long candidate first
+    assert sync_results(bulk_stack, long["query"], long["candidates"], instruction=INSTRUCTION)[0]["index"] != 1
+    plain = scores(sync_results(bulk_stack, short["query"], short["candidates"], max_chunks_per_doc=3))
+    assert scores(rows["short"]) != pytest.approx(plain, abs=1e-3)
+    if via == "http":  # the sync client takes the same options
+        api = HttpClient(bulk_stack.url)
+        got = [r.model_dump() for r in api.rerank(long["query"], long["candidates"], **options)]
+        api.close()
+        assert_same(got, rows["long"])
 
 
 def test_cli_bulk_reports_bad_input_line(bulk_stack: Stack, tmp_path: Path) -> None:
