@@ -240,6 +240,17 @@ def stop_requested(worker: SimpleWorker) -> bool:
     return worker._stop_requested
 
 
+def keep_stop_request(worker: SimpleWorker) -> None:
+    """Note a stop request as RQ's handler does for a BUSY worker: its loop stops after the job in hand."""
+    worker._stop_requested = True
+    worker.set_shutdown_requested_date()
+
+
+def mark_idle(worker: SimpleWorker) -> None:
+    """The worker's IDLE state, which RQ's dequeue sets too: from then on RQ's handler raises StopRequested."""
+    worker.set_state(WorkerStatus.IDLE)
+
+
 def time_limit(worker: SimpleWorker, seconds: int, job: Job) -> BaseDeathPenalty:
     """RQ's job timeout (SIGALRM in a SimpleWorker) as a context manager; raises JobTimeoutException."""
     return worker.death_penalty_class(seconds, JobTimeoutException, job_id=job.id)
@@ -298,6 +309,8 @@ class Member:
 SURFACE: tuple[Member, ...] = (
     Member(SimpleWorker, "execute_job", ("job", "queue")),
     Member(SimpleWorker, "request_stop", ("signum", "frame")),
+    Member(SimpleWorker, "dequeue_job_and_maintain_ttl", ("timeout", "max_idle_time")),
+    Member(SimpleWorker, "set_shutdown_requested_date"),
     Member(SimpleWorker, "get_heartbeat_ttl", ("job",)),
     Member(SimpleWorker, "set_state", ("state", "pipeline")),
     Member(SimpleWorker, "set_current_job_id", ("job_id", "pipeline")),

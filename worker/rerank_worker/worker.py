@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rq import Queue, SimpleWorker
+from rq.exceptions import StopRequested
 from rq.job import Job
 
 from rerank_contract.jobs import BULK_JOB, SYNC_QUEUE
@@ -65,6 +66,8 @@ class RerankWorker(SimpleWorker):
         self.bulk_done = 0
         self.bulk_failed = 0
         self.stopping = False
+        #: Inside RQ's dequeue (waiting for a job), where a stop request must end the wait at once.
+        self._waiting = False
 
     @property
     def jobs_done(self) -> int:
@@ -80,9 +83,37 @@ class RerankWorker(SimpleWorker):
         return self.sync.calls
 
     def request_stop(self, signum: int, frame: Any) -> None:
-        """SIGTERM/SIGINT: remember it, so the process exits instead of restarting the loop."""
+        """SIGTERM/SIGINT: remember it, so the process exits instead of restarting the loop.
+
+        RQ's handler raises ``StopRequested`` whenever the worker is not BUSY, to end a wait for a job;
+        but between RQ's dequeue and the start of what it popped (:func:`rq_seam.start`) the worker is not
+        BUSY either, and raising there would drop a job that is in no queue any more. So outside the wait
+        the request is kept instead, and the worker stops after the jobs in hand, as when BUSY.
+        """
         self.stopping = True
-        super().request_stop(signum, frame)
+        try:
+            super().request_stop(signum, frame)
+        except StopRequested:
+            if self._waiting:
+                raise
+            rq_seam.keep_stop_request(self)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        """RQ's wait for a job, which first honours a stop request that came after RQ's own check.
+
+        RQ's loop looks at its stop flag, then its dequeue marks the worker idle: a request landing between
+        the two found the worker BUSY, was only noted, and the worker then waited for a job anyway (a warm
+        stop that hung until the next job or signal). Here the worker is marked idle first, so from then on a
+        request raises; one that came before is in the flag, looked at next.
+        """
+        self._waiting = True
+        try:
+            rq_seam.mark_idle(self)
+            if rq_seam.stop_requested(self):
+                raise StopRequested()
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        finally:
+            self._waiting = False
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         next_job: Job | None = job
