@@ -88,7 +88,9 @@ class RerankWorker(SimpleWorker):
         RQ's handler raises ``StopRequested`` whenever the worker is not BUSY, to end a wait for a job;
         but between RQ's dequeue and the start of what it popped (:func:`rq_seam.start`) the worker is not
         BUSY either, and raising there would drop a job that is in no queue any more. So outside the wait
-        the request is kept instead, and the worker stops after the jobs in hand, as when BUSY.
+        the request is kept instead, and the worker stops after the jobs in hand, as when BUSY. (Inside RQ's
+        dequeue, after its pop has returned and before the dequeue does, RQ's own window of a few statements
+        remains.)
         """
         self.stopping = True
         try:
