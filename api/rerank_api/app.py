@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from rerank_api import bulk, docs, errors, metrics, page
 from rerank_api.auth import protection
@@ -28,6 +28,9 @@ from rerank_contract.defaults import (
     API_REDIS_CONNECTIONS,
     MONITOR_INTERVAL_S,
     REDIS_CONNECT_TIMEOUT_S,
+    REDIS_RETRIES,
+    REDIS_RETRY_BACKOFF_BASE_S,
+    REDIS_RETRY_BACKOFF_CAP_S,
     REDIS_SOCKET_TIMEOUT_S,
     WAIT_SLICE_S,
 )
@@ -44,7 +47,9 @@ def _async_redis(url: str) -> AsyncRedis:
         timeout=REDIS_SOCKET_TIMEOUT_S,
         socket_timeout=WAIT_SLICE_S + 5,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
+        retry=Retry(
+            ExponentialBackoff(cap=REDIS_RETRY_BACKOFF_CAP_S, base=REDIS_RETRY_BACKOFF_BASE_S), REDIS_RETRIES
+        ),  # the asyncio Retry: redis-py 8.2 warns (an error under pytest) when given the synchronous one
     )
     return AsyncRedis.from_pool(pool)
 
