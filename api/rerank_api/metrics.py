@@ -58,7 +58,14 @@ class _SnapshotCollector(Collector):
         depth = GaugeMetricFamily("rerank_queue_depth", "Jobs waiting in each queue.", labels=["queue"])
         for queue in QUEUES:
             depth.add_metric([queue], snapshot.queue_depth.get(queue, 0))
-        yield from (redis_up, workers, depth)
+        backend = GaugeMetricFamily(
+            "rerank_worker_backend",
+            "1 per live worker, labelled with its model, what runs it (RERANK_BACKEND) and the exported file it runs.",
+            labels=["worker", "model", "backend", "file"],
+        )
+        for worker in snapshot.workers:
+            backend.add_metric([worker.name, worker.model, worker.backend, worker.backend_file or ""], 1)
+        yield from (redis_up, workers, depth, backend)
 
 
 def multiprocess_dir() -> str | None:

@@ -102,6 +102,7 @@ async def health(monitor: MonitorDep, settings: SettingsDep):
         problems=problems,
         device=_joined({w.device for w in snapshot.workers}),
         model=_joined({w.model for w in snapshot.workers}),
+        backend=_joined({w.backend for w in snapshot.workers}),
         redis="unreachable" if snapshot.redis_error else "ok",
         workers_alive=len(snapshot.workers),
         queue_depth=snapshot.queue_depth,

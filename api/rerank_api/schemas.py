@@ -25,6 +25,9 @@ class HealthResponse(BaseModel):
     )
     device: str | None = Field(description="Device of the live worker(s); several are comma-separated.")
     model: str | None = Field(description="Model of the live worker(s); several are comma-separated.")
+    backend: str | None = Field(
+        None, description="What runs the model in the live worker(s) (RERANK_BACKEND); several are comma-separated."
+    )
     redis: Literal["ok", "unreachable"]
     workers_alive: int
     queue_depth: dict[str, int] = Field(description="Jobs waiting, per queue.")
