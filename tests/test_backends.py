@@ -13,6 +13,7 @@ import pytest
 from rerank_contract.jobs import RerankPayload, ScoreMode
 from rerank_worker import backends, jobs
 from rerank_worker.model_source import BackendUnavailable
+from tests import minilm_shape
 from tests.test_worker_chunks import OTHERS, QUERY, long_document
 
 REQUESTS = [
@@ -111,27 +112,7 @@ def test_openvino_scores_equal_torch(own_copy: Path, reranker) -> None:
 
 @pytest.fixture(scope="module")
 def minilm_shaped(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """MiniLM-L6's shape (6 layers, hidden 384, 12 heads: cross-encoder/ms-marco-MiniLM-L-6-v2), random weights,
-    the tiny model's tokenizer: the real model's graph, so the exporter and its fusions meet it in the suite."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    folder = tmp_path_factory.mktemp("minilm-shaped")
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=384,
-        num_hidden_layers=6,
-        num_attention_heads=12,
-        intermediate_size=1536,
-        max_position_embeddings=512,
-        num_labels=1,
-    )
-    BertForSequenceClassification(config).save_pretrained(str(folder))
-    tokenizer.model_max_length = 512
-    tokenizer.save_pretrained(str(folder))
-    return folder
+    return minilm_shape.build(tmp_path_factory.mktemp("minilm-shaped"), tokenizer_from=model_dir)
 
 
 def test_minilm_shaped_onnx_equals_torch(minilm_shaped: Path) -> None:
