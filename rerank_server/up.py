@@ -14,9 +14,11 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -27,7 +29,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from rerank_contract import defaults
-from rerank_contract.jobs import WORKERS_SET, worker_key
+from rerank_contract.jobs import WORKERS_SET, WorkerInfo, worker_key
 from rerank_contract.redis_conn import connect, is_reachable
 from rerank_contract.settings import Settings, settings_env
 from rerank_server.deploy import redis_store
@@ -93,7 +95,27 @@ def child_env(settings: Settings) -> dict[str, str]:
     return {**os.environ, **settings_env(settings, only_set=False)}
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether ``host:port`` is taken (a listening socket there, as uvicorn would open it, cannot be bound)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a TIME_WAIT is no conflict
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def run(settings: Settings) -> int:
+    if settings.port and port_in_use(settings.host, settings.port):
+        log.error(
+            "port %d on %s is in use (another `rerank-server up`, or another program): stop it, or choose "
+            "another port with --port or RERANK_PORT",
+            settings.port,
+            settings.host,
+        )
+        return defaults.EXIT_STARTUP_FAILED
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -116,19 +138,27 @@ def run(settings: Settings) -> int:
                 own_group=True,
             )
         )
+    # The API's /health names this run, so the probe below announces this service, never another one.
+    settings = settings.model_copy(update={"instance": uuid.uuid4().hex})
     env = child_env(settings)
-    for name, timeout in (("worker", defaults.WORKER_EXIT_TIMEOUT_S), ("api", defaults.API_EXIT_TIMEOUT_S)):
-        children.append(Child(name, partial(_start_child, name, env), timeout, own_group=True))
-    supervisor = Supervisor(children)
+    worker = Child("worker", partial(_start_child, "worker", env), defaults.WORKER_EXIT_TIMEOUT_S, own_group=True)
+    api = Child("api", partial(_start_child, "api", env), defaults.API_EXIT_TIMEOUT_S, own_group=True)
+    supervisor = Supervisor([*children, worker])
     url = f"http://{settings.host}:{settings.port}"
     announced = False
-    probe = ReadyProbe(settings.redis_url, url)
+    probe = ReadyProbe(settings.redis_url, url, settings.instance)
     exit_code = 0
     try:
         supervisor.start_all()
+        log.info("waiting for the worker to load model %s before starting the API", settings.model)
         while not stopping:
             supervisor.check()
-            if not announced:
+            # The API starts once this run's worker is serving, so a model that cannot load stops the service
+            # before anything says it is running.
+            if api not in supervisor.children:
+                if probe.worker_serving(worker.proc):
+                    supervisor.add(api)
+            elif not announced:
                 ready = probe.poll()
                 if ready is not None:
                     announced = True
@@ -156,38 +186,59 @@ def _start_child(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
 class ReadyProbe:
     """Says once when the service answers, quietly: no log line and no ``/health`` call per probe while waiting.
 
-    It first looks in Redis for a worker's heartbeat (the model takes the longest to load), then asks
-    ``/health`` at most every :data:`~rerank_contract.defaults.UP_PROBE_INTERVAL_S`, so the API's access log
-    and ``/metrics`` do not fill with 503s.
+    :meth:`worker_serving` looks in Redis for this run's worker's heartbeat (the model takes the longest to load);
+    :meth:`poll` then asks ``/health`` at most every :data:`~rerank_contract.defaults.UP_PROBE_INTERVAL_S`, so
+    the API's access log and ``/metrics`` do not fill with 503s, and announces only an API that names
+    ``instance``: another service on the port is not this one.
     """
 
-    def __init__(self, redis_url: str, url: str, interval_s: float = defaults.UP_PROBE_INTERVAL_S) -> None:
-        self.redis_url, self.url, self.interval_s = redis_url, url, interval_s
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO line per probe would bury the children's logs
+    def __init__(
+        self, redis_url: str, url: str, instance: str | None, interval_s: float = defaults.UP_PROBE_INTERVAL_S
+    ) -> None:
+        self.redis_url, self.url, self.instance, self.interval_s = redis_url, url, instance, interval_s
         self._next = 0.0
         self._redis: Redis | None = None
 
+    def worker_serving(self, proc: subprocess.Popen[bytes] | None) -> bool:
+        """Whether the worker process ``proc`` has published its heartbeat (its model is loaded)."""
+        if proc is None:
+            return False
+        try:
+            self._redis = self._redis or connect(self.redis_url, socket_timeout=1.0)
+            names = [n.decode() if isinstance(n, bytes) else n for n in self._redis.smembers(WORKERS_SET)]
+            records = self._redis.mget([worker_key(n) for n in names]) if names else []
+        except RedisError:
+            return False
+        host = socket.gethostname()
+        for raw in records:
+            if raw is None:
+                continue
+            try:
+                info = WorkerInfo.model_validate_json(raw)
+            except ValueError:
+                continue
+            if info.pid == proc.pid and info.host == host:
+                return True
+        return False
+
     def poll(self) -> str | None:
-        """The one-line "is up" message once the service is healthy, else None (and at most one probe per interval)."""
+        """The one-line "is up" message once this run's API is healthy, else None (at most one probe per interval)."""
         now = time.monotonic()
         if now < self._next:
             return None
         self._next = now + self.interval_s
         try:
-            self._redis = self._redis or connect(self.redis_url, socket_timeout=1.0)
-            names = self._redis.smembers(WORKERS_SET)
-            if not names or not self._redis.exists(
-                *(worker_key(n.decode() if isinstance(n, bytes) else n) for n in names)
-            ):
-                return None
             response = httpx.get(f"{self.url}/health", timeout=1)
-        except (httpx.HTTPError, RedisError):
+        except httpx.HTTPError:
             return None
         if response.status_code != 200:
             return None
         health = response.json()
+        if health.get("instance") != self.instance:
+            return None  # another service answers on the port: not ours to announce
         workers = health.get("workers_alive", 0)
-        self._redis.close()  # said once: no more probes
+        if self._redis is not None:
+            self._redis.close()  # said once: no more probes
         return (
             f"the service is up at {self.url}/ : model {health.get('model')} on {health.get('device')}, "
             f"{workers} worker{'s' if workers != 1 else ''} (API docs at {self.url}/docs; Ctrl-C stops it)"

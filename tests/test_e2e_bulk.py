@@ -234,6 +234,7 @@ def test_cli_bulk_passes_max_chunks_per_doc_and_instruction(
     before = set(finished_bulk_jobs(bulk_stack))
     done = subprocess.run(args, env=bulk_stack.env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+    assert "HTTP Request" not in done.stderr  # httpx's line per poll would break the progress bar
     rows = {row["id"]: row["results"] for row in map(json.loads, target.read_text().splitlines())}
 
     options = {"max_chunks_per_doc": 3, "instruction": INSTRUCTION}

@@ -7,6 +7,7 @@ and configures logging); ``rerank-server api`` does the same from its command li
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -91,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.instance = settings.instance or uuid.uuid4().hex
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.state.metrics = metrics.Metrics(
         lambda: app.state.monitor.snapshot if hasattr(app.state, "monitor") else None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from rerank_api.deps import MonitorDep, SettingsDep
@@ -76,7 +76,7 @@ def _status(snapshot: Snapshot, monitor_problem: str | None, reaper_problem: str
         }
     },
 )
-async def health(monitor: MonitorDep, settings: SettingsDep):
+async def health(request: Request, monitor: MonitorDep, settings: SettingsDep):
     """200 with ``status: ok`` when Redis answers, a worker is alive and the background loops are current;
     200 with ``degraded`` when serving with ``problems`` (no live worker's reaper is sweeping); else 503."""
     snapshot = await monitor.refresh_or_last()
@@ -103,6 +103,7 @@ async def health(monitor: MonitorDep, settings: SettingsDep):
         device=_joined({w.device for w in snapshot.workers}),
         model=_joined({w.model for w in snapshot.workers}),
         redis="unreachable" if snapshot.redis_error else "ok",
+        instance=request.app.state.instance,
         workers_alive=len(snapshot.workers),
         queue_depth=snapshot.queue_depth,
         monitor_age_s=None if monitor_age is None else round(monitor_age, 3),

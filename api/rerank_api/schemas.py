@@ -26,6 +26,7 @@ class HealthResponse(BaseModel):
     device: str | None = Field(description="Device of the live worker(s); several are comma-separated.")
     model: str | None = Field(description="Model of the live worker(s); several are comma-separated.")
     redis: Literal["ok", "unreachable"]
+    instance: str = Field(description="This API's id (`RERANK_INSTANCE`): tells one service from another on a port.")
     workers_alive: int
     queue_depth: dict[str, int] = Field(description="Jobs waiting, per queue.")
     monitor_age_s: float | None = Field(

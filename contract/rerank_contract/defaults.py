@@ -61,6 +61,8 @@ PORT = 8080
 #: One: every process costs a core's worth of CPU at load, and on a 2-core host the worker needs them; one
 #: asyncio process already keeps hundreds of requests waiting. More pay off on hosts with cores to spare.
 API_PROCESSES = 1
+#: None: each API process makes up its own id; `up` sets one per run to tell its own API from another on the port.
+INSTANCE = None
 #: A 1000-candidate request takes about 7 s on a 2-core CPU (150 pairs/s); 30 s leaves room for a queue.
 REQUEST_TIMEOUT_S = 30.0
 #: Cohere's recommended maximum of documents per rerank request, so clients written for it fit.

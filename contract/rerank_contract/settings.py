@@ -112,6 +112,11 @@ class Settings(BaseSettings):
         ge=1,
         description="`rerank-server api` serves the port from this many processes, each with its own monitor.",
     )
+    instance: str | None = Field(
+        defaults.INSTANCE,
+        description="The id `GET /health` reports as `instance`; `up` sets one per run so it announces only its "
+        "own API. Default: a new id per API process.",
+    )
     request_timeout_s: float = Field(
         defaults.REQUEST_TIMEOUT_S, gt=0, description="Longest wait for a result before a 504."
     )
