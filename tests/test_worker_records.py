@@ -17,6 +17,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
+from rerank_contract.defaults import PUBSUB_POLL_S
 from rerank_contract.jobs import RERANK_JOB, SERIALIZER, SYNC_QUEUE
 from rerank_worker import rq_seam
 
@@ -60,6 +61,14 @@ def records(connection: Redis, names: dict[str, str]) -> dict[str, object]:
     return out
 
 
+class QuickStop(SimpleWorker):
+    """RQ's own worker, whose stop does not wait a minute for its pub/sub thread under redis-py 8.2 (by then the
+    worker's key, kept 60 s after its death, would be gone); its records are RQ's own."""
+
+    def subscribe(self) -> None:
+        rq_seam.subscribe(self, PUBSUB_POLL_S)
+
+
 @pytest.fixture(params=["fakeredis", "redis-server"])
 def connections(request) -> tuple[Redis, Redis]:
     """Two empty databases: fakeredis (RQ pops with LPOP there), or a real redis-server (LMOVE, Redis >= 6.2)."""
@@ -79,7 +88,7 @@ def test_a_batch_writes_what_rqs_own_path_writes(connections: tuple[Redis, Redis
     theirs = Queue(SYNC_QUEUE, connection=connections[0], serializer=SERIALIZER)
     good = theirs.enqueue("os.getcwd", job_id="good")
     bad = theirs.enqueue("os.listdir", "/no/such/folder", job_id="bad")
-    rq_worker = SimpleWorker([theirs], connection=theirs.connection, serializer=SERIALIZER, name="w")
+    rq_worker = QuickStop([theirs], connection=theirs.connection, serializer=SERIALIZER, name="w")
     rq_worker.work(burst=True)
 
     ours = Queue(SYNC_QUEUE, connection=connections[1], serializer=SERIALIZER)

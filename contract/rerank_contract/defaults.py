@@ -177,3 +177,5 @@ CLIENT_TIMEOUT_S = 60.0
 BULK_POLL_S = 0.5
 #: Items per bulk job submitted by ``rerank-server bulk``: progress per job, and a failure costs one job.
 BULK_ITEMS_PER_JOB = 1000
+#: How long the worker's RQ command-channel thread blocks in one read: a worker stop waits for that read to end.
+PUBSUB_POLL_S = 1.0

@@ -280,6 +280,20 @@ def fail_orphan(connection: Redis, registry: StartedJobRegistry, job: Job, entry
         pipe.execute()
 
 
+def subscribe(worker: SimpleWorker, poll_s: float) -> None:
+    """RQ's ``BaseWorker.subscribe`` with a pub/sub thread that reads for at most ``poll_s`` at a time.
+
+    RQ lets that thread block 60 s in one read; redis-py 8.2's ``PubSubWorkerThread.stop`` waits for the
+    thread to end, and the reply to RQ's own UNSUBSCRIBE can wake it before the stop flag is down, so every
+    worker stop (SIGTERM, retirement, a burst's end) could take a minute.
+    """
+    worker.pubsub = worker.connection.pubsub()
+    worker.pubsub.subscribe(**{worker.pubsub_channel_name: worker.handle_payload})
+    worker.pubsub_thread = worker.pubsub.run_in_thread(
+        sleep_time=poll_s, daemon=True, exception_handler=worker._pubsub_exception_handler
+    )
+
+
 @dataclass(frozen=True)
 class Member:
     """An RQ member relied on here, and the parameters of it that are used."""
@@ -308,6 +322,10 @@ class Member:
 #: Every RQ member used above (and by :class:`RerankJob`, :mod:`rerank_worker.worker`) beyond RQ's documented API.
 SURFACE: tuple[Member, ...] = (
     Member(SimpleWorker, "execute_job", ("job", "queue")),
+    Member(SimpleWorker, "subscribe"),
+    Member(SimpleWorker, "pubsub_channel_name"),
+    Member(SimpleWorker, "handle_payload", ("message",)),
+    Member(SimpleWorker, "_pubsub_exception_handler", ("exc", "pubsub", "pubsub_thread")),
     Member(SimpleWorker, "request_stop", ("signum", "frame")),
     Member(SimpleWorker, "dequeue_job_and_maintain_ttl", ("timeout", "max_idle_time")),
     Member(SimpleWorker, "set_shutdown_requested_date"),
@@ -347,7 +365,7 @@ SURFACE: tuple[Member, ...] = (
 #: Instance attributes RQ sets in ``__init__`` or ``restore`` and the code above reads or writes.
 INSTANCE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
     Pipeline: ("command_stack",),
-    SimpleWorker: ("execution", "default_result_ttl", "_stop_requested", "_stopped_job_id"),
+    SimpleWorker: ("execution", "default_result_ttl", "_stop_requested", "_stopped_job_id", "pubsub", "pubsub_thread"),
     Job: (
         "_result",
         "_status",

@@ -23,6 +23,7 @@ from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
 from rq.job import Job
 
+from rerank_contract.defaults import PUBSUB_POLL_S
 from rerank_contract.jobs import BULK_JOB, SYNC_QUEUE
 from rerank_worker import admission, batches, bulk, rq_seam
 from rerank_worker.batches import SyncBatches
@@ -81,6 +82,10 @@ class RerankWorker(SimpleWorker):
     def batches(self) -> int:
         """Model calls made for sync batches."""
         return self.sync.calls
+
+    def subscribe(self) -> None:
+        """RQ's command channel, read in short slices so that stopping the worker never waits a minute for it."""
+        rq_seam.subscribe(self, PUBSUB_POLL_S)
 
     def request_stop(self, signum: int, frame: Any) -> None:
         """SIGTERM/SIGINT: remember it, so the process exits instead of restarting the loop.
