@@ -127,8 +127,16 @@ API_REDIS_CONNECTIONS = 64
 WORKER_TTL_S = 60
 #: Job ids taken from the sync queue per round trip while a batch is collected.
 POP_GROUP = 16
+#: An idle worker waits on the sync queue (BLMOVE, woken at once) in slices of this, looking at the bulk queue
+#: between them (no Redis command waits on two lists and moves): an idle worker starts a bulk job within it.
+TAKE_WAIT_S = 1.0
 #: How long one ``execute_job`` keeps feeding the model before RQ's own loop runs its upkeep again.
 PIPELINE_S = 5.0
+#: A worker that lost Redis tries again after this long, doubling with each failed try: a blip costs a quarter second.
+WORKER_RECONNECT_FIRST_S = 0.25
+#: The longest wait between tries, however long Redis stays away: a returning Redis is served again within it
+#: (plus a reconnect), so the API answers 200 again within a few seconds of Redis answering.
+WORKER_RECONNECT_CAP_S = 2.0
 #: How often a worker with RERANK_WORKER_MAX_JOBS / _MAX_MEMORY_MB checks them: a reading of a file, or one query.
 RETIRE_CHECK_S = 1.0
 
