@@ -54,9 +54,11 @@ class Ledger:
     slowest: dict[str, float] = field(default_factory=dict)
     wrong_scores: list[str] = field(default_factory=list)
     bulk_accepted: dict[str, int] = field(default_factory=dict)  # job id -> payload index
+    bulk_routes: Counter = field(default_factory=Counter)  # accepted over "http" / enqueued "direct"
     bulk_refused: Counter = field(default_factory=Counter)
     bulk_states: Counter = field(default_factory=Counter)
     stray: list[str] = field(default_factory=list)
+    quiet_after_s: float | None = None
 
     def call(self, status: str, seconds: float) -> None:
         self.calls[status] += 1
@@ -68,8 +70,9 @@ class Ledger:
             f"\n--- chaos ledger ---\nworker kills: {self.kills}, Redis restarts: {self.redis_restarts}\n"
             f"sync calls by status: {dict(self.calls)} (slowest answer per status, s: {slowest})\n"
             f"sync 200s with wrong scores: {self.wrong_scores[:5]}\n"
-            f"bulk jobs accepted: {len(self.bulk_accepted)}, refused: {dict(self.bulk_refused)}\n"
-            f"bulk jobs by state: {dict(self.bulk_states)}\n"
+            f"bulk jobs accepted: {len(self.bulk_accepted)} {dict(self.bulk_routes)}, "
+            f"refused: {dict(self.bulk_refused)}\n"
+            f"bulk jobs by state: {dict(self.bulk_states)} (all ended {self.quiet_after_s} s after the load stopped)\n"
             f"job hashes outside every list/registry: {self.stray[:10]}\n"
         )
 
@@ -143,6 +146,7 @@ def test_nothing_accepted_is_lost_under_chaos(make_stack, own_redis: RedisServer
                     response = await client.post("/v1/jobs", json={"items": payloads[which]})
                     if response.status_code == 202:
                         ledger.bulk_accepted[response.json()["id"]] = which
+                        ledger.bulk_routes["http"] += 1
                     else:
                         ledger.bulk_refused[f"http {response.status_code}"] += 1
                 except httpx.HTTPError as exc:
@@ -153,6 +157,7 @@ def test_nothing_accepted_is_lost_under_chaos(make_stack, own_redis: RedisServer
                         bulk.submit, BulkPayload.model_validate({"items": payloads[which]})
                     )
                     ledger.bulk_accepted[job_id] = which
+                    ledger.bulk_routes["direct"] += 1
                 except Exception as exc:  # Redis away: not accepted
                     ledger.bulk_refused[f"direct {type(exc).__name__}"] += 1
             n += 1
@@ -198,8 +203,10 @@ def test_nothing_accepted_is_lost_under_chaos(make_stack, own_redis: RedisServer
     def states() -> Counter:
         return Counter(bulk.state(job_id).status for job_id in ledger.bulk_accepted)
 
+    stopped = time.monotonic()
     try:
         wait_until(lambda: set(states()) <= {"finished", "failed", "canceled"}, 60, "accepted bulk jobs to end")
+        ledger.quiet_after_s = round(time.monotonic() - stopped, 1)
         wait_until(lambda: not stray_jobs(redis), 20, "no stray job")
     except TimeoutError:
         pass  # the ledger below says what is missing
