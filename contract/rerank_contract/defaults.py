@@ -120,6 +120,12 @@ WAKE_STREAM_TTL_S = 3600
 #: own pool fails past 100 with "Too many connections", which 100 waiting requests used to reach).
 API_REDIS_CONNECTIONS = 64
 
+#: How long the API keeps an idle HTTP keep-alive connection open (uvicorn's own default is 5 s). A server
+#: must outlive its clients' idle pools: one that closes a connection while a client sends its next request on
+#: it makes that request fail (ECONNRESET, httpx's ReadError), and clients keep idle connections longer than
+#: 5 s (aiohttp 15 s, Go 90 s, requests without limit) or, starved of CPU, reuse them late. nginx's default.
+API_KEEP_ALIVE_S = 75
+
 # --- worker (rerank_worker) --------------------------------------------------------------------
 
 #: RQ's worker TTL: a worker that died without cleaning up leaves RQ's registry within a minute. RQ's
