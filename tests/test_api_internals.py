@@ -1,4 +1,4 @@
-"""The library internals the API leans on: redis-py's ``Pipeline.command_stack`` (``rerank_api.dispatch``), and
+"""The library internals the API leans on: redis-py's ``Pipeline.command_stack`` (``rerank_api.rq_seam``), and
 its connections driven directly, with hiredis' packer (``rerank_api.atomic``).
 
 The API lets RQ write a job into a pipeline that is never executed, then sends what RQ queued there as one
@@ -35,7 +35,7 @@ def test_rq_fills_a_pipelines_command_stack_with_args_and_options() -> None:
     buffer = connection.pipeline()
     job = queue.enqueue(RERANK_JOB, {"query": "q", "candidates": ["a"]}, pipeline=buffer)
     stack = buffer.command_stack
-    assert stack, "redis-py's Pipeline.command_stack is gone or empty: adapt rerank_api/dispatch.py"
+    assert stack, "redis-py's Pipeline.command_stack is gone or empty: adapt rerank_api/rq_seam.py"
     for entry in stack:
         args, options = entry
         assert isinstance(args, tuple) and isinstance(options, dict)
