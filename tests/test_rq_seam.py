@@ -55,7 +55,15 @@ def test_instance_attributes_the_seam_uses_are_set_by_rq() -> None:
     queue = Queue("q", connection=connection)
     job = Job.fetch(queue.enqueue("rerank_worker.jobs.rerank", {}).id, connection=connection)
     worker = SimpleWorker([queue], connection=connection)
-    instances = {SimpleWorker: worker, Job: job, Pipeline: connection.pipeline(), Queue: queue}
+    from redis.client import PubSubWorkerThread
+
+    instances = {
+        SimpleWorker: worker,
+        Job: job,
+        Pipeline: connection.pipeline(),
+        Queue: queue,
+        PubSubWorkerThread: PubSubWorkerThread(connection.pubsub(), sleep_time=1),
+    }
     missing = [
         f"{owner.__name__}.{name}"
         for seam in SEAMS.values()

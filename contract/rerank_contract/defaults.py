@@ -143,6 +143,8 @@ WORKER_RECONNECT_FIRST_S = 0.25
 #: The longest wait between tries, however long Redis stays away: a returning Redis is served again within it
 #: (plus a reconnect), so the API answers 200 again within a few seconds of Redis answering.
 WORKER_RECONNECT_CAP_S = 2.0
+#: How long a stopping worker waits for RQ's pubsub thread to end (RQ's own join waits 1 s).
+PUBSUB_STOP_S = 1.0
 #: How often a worker with RERANK_WORKER_MAX_JOBS / _MAX_MEMORY_MB checks them: a reading of a file, or one query.
 RETIRE_CHECK_S = 1.0
 

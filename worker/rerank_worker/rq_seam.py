@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from redis import Redis
-from redis.client import Pipeline
+from redis.client import Pipeline, PubSubWorkerThread
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.exceptions import DequeueTimeout
@@ -37,7 +37,7 @@ from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
 
 from rerank_contract import scripts
-from rerank_contract.defaults import TAKE_WAIT_S
+from rerank_contract.defaults import PUBSUB_STOP_S, TAKE_WAIT_S
 from rerank_contract.rq_surface import Member
 from rerank_worker import faults, taking
 
@@ -278,6 +278,23 @@ def mark_idle(worker: SimpleWorker) -> None:
     worker.set_state(WorkerStatus.IDLE)
 
 
+def stop_pubsub(worker: SimpleWorker) -> None:
+    """RQ's ``unsubscribe`` at teardown, bounded: its pubsub thread is told to stop before the UNSUBSCRIBE is sent.
+
+    RQ sends UNSUBSCRIBE, then calls the thread's ``stop()``; since redis-py 8.2 ``stop()`` joins the thread, and a
+    thread that read the UNSUBSCRIBE reply first waits in ``get_message`` for a new subscription for RQ's whole
+    ``sleep_time`` (60 s): a stopping worker hung a minute (seen under ``up``, whose retiring worker was then late).
+    With the flag cleared first, the thread ends as soon as that reply is read.
+    """
+    thread = worker.pubsub_thread
+    if thread is None:
+        return
+    thread._running.clear()
+    worker.pubsub.unsubscribe()
+    thread.join(timeout=PUBSUB_STOP_S)
+    worker.pubsub.close()
+
+
 def time_limit(worker: SimpleWorker, seconds: int, job: Job) -> BaseDeathPenalty:
     """RQ's job timeout (SIGALRM in a SimpleWorker) as a context manager; raises JobTimeoutException."""
     return worker.death_penalty_class(seconds, JobTimeoutException, job_id=job.id)
@@ -347,6 +364,7 @@ SURFACE: tuple[Member, ...] = (
     Member(Queue, "lmove", ("connection", "queue_key", "timeout")),
     Member(Queue, "dequeue_any", ("queues", "timeout", "connection", "job_class", "serializer")),
     Member(SimpleWorker, "queue_class"),
+    Member(SimpleWorker, "unsubscribe"),
     Member(StartedJobRegistry, "cleanup", ("timestamp",)),
     Member(StartedJobRegistry, "get_job_and_execution_ids", ("cleanup",)),
 )
@@ -354,7 +372,8 @@ SURFACE: tuple[Member, ...] = (
 #: Instance attributes RQ sets in ``__init__`` or ``restore`` and the code above reads or writes.
 INSTANCE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
     Pipeline: ("command_stack",),
-    SimpleWorker: ("execution", "default_result_ttl", "_stop_requested", "_stopped_job_id"),
+    PubSubWorkerThread: ("_running",),
+    SimpleWorker: ("execution", "default_result_ttl", "_stop_requested", "_stopped_job_id", "pubsub", "pubsub_thread"),
     Job: (
         "_result",
         "_status",

@@ -61,8 +61,6 @@ class RerankWorker(SimpleWorker):
     """A SimpleWorker that batches waiting rerank jobs, drives bulk jobs, and counts outcomes for the heartbeat."""
 
     job_class = rq_seam.RerankJob
-    #: RQ backs off up to a minute between reconnects while Redis is down; a few seconds suits a service.
-    max_connection_wait_time = 5.0
 
     def __init__(
         self,
@@ -148,6 +146,10 @@ class RerankWorker(SimpleWorker):
             return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         finally:
             self._waiting = False
+
+    def unsubscribe(self) -> None:
+        """RQ's teardown unsubscribes from the worker's pubsub channel; here without its wait of up to a minute."""
+        rq_seam.stop_pubsub(self)
 
     @_redis_lost_ends_loop
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
