@@ -37,6 +37,8 @@ def records(connection: Redis, names: dict[str, str]) -> dict[str, object]:
 
     out: dict[str, object] = {}
     for key in connection.keys("*"):
+        if key.startswith(b"rerank:"):  # the service's own records (rerank_worker.taking's takers), not RQ's
+            continue
         kind = connection.type(key).decode()
         expires = connection.ttl(key) > 0
         if kind == "hash":
@@ -83,6 +85,7 @@ def connections(request) -> tuple[Redis, Redis]:
 
 def test_a_batch_writes_what_rqs_own_path_writes(connections: tuple[Redis, Redis]) -> None:
     from rerank_worker.scoring import FakeScorer
+    from rerank_worker.taking import taken_key
     from rerank_worker.worker import RerankWorker
 
     theirs = Queue(SYNC_QUEUE, connection=connections[0], serializer=SERIALIZER)
@@ -105,6 +108,7 @@ def test_a_batch_writes_what_rqs_own_path_writes(connections: tuple[Redis, Redis
     )
     worker.work(burst=True)
     assert worker.batches == 1  # both jobs went through one batch
+    assert not ours.connection.exists(taken_key("w"))  # every job taken was started
 
     want = records(theirs.connection, {good.id: "<good>", bad.id: "<bad>"})
     got = records(ours.connection, {"good": "<good>", "bad": "<bad>"})

@@ -24,6 +24,7 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.results import Result
 
+from rerank_api import rq_seam
 from rerank_api.atomic import Atomic
 from rerank_api.errors import ApiError, ErrorType
 from rerank_api.monitor import WorkerMonitor
@@ -94,8 +95,8 @@ class Dispatcher:
 
     async def _enqueue(self, payload: RerankPayload) -> tuple[str, asyncio.Future]:
         seconds = math.ceil(self._timeout_s)
-        if not self._queue.redis_server_version:  # RQ asks the server once per queue, with a blocking INFO
-            await asyncio.to_thread(self._queue.get_redis_server_version)
+        if not rq_seam.knows_server_version(self._queue):
+            await asyncio.to_thread(rq_seam.ask_server_version, self._queue)
         buffer = self._sync_redis.pipeline()  # never executed: RQ fills it, the async client sends it
         job = self._queue.enqueue(
             RERANK_JOB,
@@ -109,7 +110,7 @@ class Dispatcher:
         )
         result = self.reader.expect(job.id)  # before the job exists, so no result can come unseen
         try:
-            await self._atomic.run([*(args for args, _ in buffer.command_stack), *self.reader.wake_commands()])
+            await self._atomic.run([*rq_seam.buffered(buffer), *self.reader.wake_commands()])
         except BaseException:
             self.reader.forget(job.id)
             raise
@@ -171,9 +172,7 @@ class Dispatcher:
     async def _check_still_running(self, job_id: str) -> None:
         """A started job whose worker died is lost (503 worker_lost); a queued one needs a live worker (503)."""
         try:
-            worker_name = await self._redis.hget(Job.key_for(job_id), "worker_name")
-            if worker_name:
-                name = worker_name.decode()
+            if name := await rq_seam.worker_of(self._redis, job_id):
                 if name in self._monitor.snapshot.alive or await self._redis.exists(worker_key(name)):
                     return
                 raise ApiError(ErrorType.WORKER_LOST, f"worker {name} died while running job {job_id}")
@@ -183,7 +182,7 @@ class Dispatcher:
 
     @staticmethod
     def _parse(job_id: str, entry_id: bytes, fields: dict[bytes, bytes]) -> RerankResult:
-        result = Result.restore(job_id, entry_id.decode(), fields, connection=None, serializer=SERIALIZER)  # type: ignore[arg-type]
+        result = rq_seam.parse_result(job_id, entry_id, fields)
         if result.type == Result.Type.SUCCESSFUL:
             return RerankResult.model_validate(result.return_value)
         if (too_long := InputTooLong.find(result.exc_string or "")) is not None:

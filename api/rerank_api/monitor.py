@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from rq import Queue
 
+from rerank_api import rq_seam
 from rerank_contract.jobs import QUEUES, WORKER_KEY_PREFIX, WORKERS_SET, WorkerInfo
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class WorkerMonitor:
             records = await self._redis.mget([WORKER_KEY_PREFIX.encode() + m for m in members]) if members else []
             async with self._redis.pipeline(transaction=False) as pipe:
                 for queue in QUEUES:
-                    pipe.llen(Queue.redis_queue_namespace_prefix + queue)
+                    pipe.llen(rq_seam.queue_key(queue))
                 depths = await pipe.execute()
             stale = [m for m, r in zip(members, records, strict=True) if r is None]
             if stale:

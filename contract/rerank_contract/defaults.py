@@ -122,6 +122,12 @@ WAKE_STREAM_TTL_S = 3600
 #: own pool fails past 100 with "Too many connections", which 100 waiting requests used to reach).
 API_REDIS_CONNECTIONS = 64
 
+#: How long the API keeps an idle HTTP keep-alive connection open (uvicorn's own default is 5 s). A server
+#: must outlive its clients' idle pools: one that closes a connection while a client sends its next request on
+#: it makes that request fail (ECONNRESET, httpx's ReadError), and clients keep idle connections longer than
+#: 5 s (aiohttp 15 s, Go 90 s, requests without limit) or, starved of CPU, reuse them late. nginx's default.
+API_KEEP_ALIVE_S = 75
+
 # --- worker (rerank_worker) --------------------------------------------------------------------
 
 #: RQ's worker TTL: a worker that died without cleaning up leaves RQ's registry within a minute. RQ's
@@ -129,8 +135,16 @@ API_REDIS_CONNECTIONS = 64
 WORKER_TTL_S = 60
 #: Job ids taken from the sync queue per round trip while a batch is collected.
 POP_GROUP = 16
+#: An idle worker waits on the sync queue (BLMOVE, woken at once) in slices of this, looking at the bulk queue
+#: between them (no Redis command waits on two lists and moves): an idle worker starts a bulk job within it.
+TAKE_WAIT_S = 1.0
 #: How long one ``execute_job`` keeps feeding the model before RQ's own loop runs its upkeep again.
 PIPELINE_S = 5.0
+#: A worker that lost Redis tries again after this long, doubling with each failed try: a blip costs a quarter second.
+WORKER_RECONNECT_FIRST_S = 0.25
+#: The longest wait between tries, however long Redis stays away: a returning Redis is served again within it
+#: (plus a reconnect), so the API answers 200 again within a few seconds of Redis answering.
+WORKER_RECONNECT_CAP_S = 2.0
 #: How often a worker with RERANK_WORKER_MAX_JOBS / _MAX_MEMORY_MB checks them: a reading of a file, or one query.
 RETIRE_CHECK_S = 1.0
 

@@ -3,7 +3,8 @@
 SIGTERM once finishes the job in hand and exits; twice stops at once (RQ's two-step shutdown).
 Start-up failures (model cannot load, Redis unreachable) exit with :data:`EXIT_STARTUP_FAILED`
 so a supervisor can tell "cannot start" from "crashed". Once started, a Redis outage does not end
-the process: the RQ loop is restarted with backoff, the model stays loaded. Two threads run beside
+the process: the RQ loop is restarted once Redis answers (:mod:`rerank_worker.reconnect`: capped back-off, a log line
+when Redis goes and one when it is back), same process, the model kept. Two threads run beside
 the RQ loop: the heartbeat (liveness for the API) and the reaper (jobs of dead workers back to RQ);
 a third, with ``RERANK_WORKER_MAX_JOBS`` or ``RERANK_WORKER_MAX_MEMORY_MB``, retires the worker
 (:mod:`rerank_worker.retire`: it finishes the job in hand and exits 0, for its supervisor to replace).
@@ -11,6 +12,7 @@ a third, with ``RERANK_WORKER_MAX_JOBS`` or ``RERANK_WORKER_MAX_MEMORY_MB``, ret
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -29,9 +31,10 @@ from rerank_contract.defaults import EXIT_STARTUP_FAILED, RETIRE_CHECK_S, WORKER
 from rerank_contract.jobs import QUEUES, SERIALIZER, WorkerInfo
 from rerank_contract.redis_conn import connect
 from rerank_contract.settings import Settings
-from rerank_worker import model_source, rq_seam, scheduling, scoring
+from rerank_worker import model_source, rq_seam, scheduling, scoring, taking
 from rerank_worker.heartbeat import Heartbeat
 from rerank_worker.reaper import Reaper
+from rerank_worker.reconnect import Reconnect, quiet_rq_retries
 from rerank_worker.retire import Retirement, resident_bytes
 from rerank_worker.scoring import Scorer
 from rerank_worker.worker import RerankWorker
@@ -117,28 +120,68 @@ def run(settings: Settings) -> int:
             target=retirement.run, args=(RETIRE_CHECK_S, stopped), name="rerank-retire", daemon=True
         ).start()
     log.info("worker %s serving %s with %s on %s", worker.name, ", ".join(QUEUES), scorer.model_name, scorer.device)
-    backoff = 0.5
+    link = Reconnect()
+    quiet_rq_retries()
     try:
         while True:
             try:
                 worker.work(logging_level=settings.log_level)
                 reason = "the worker loop ended"
             except RedisError as exc:
-                reason = str(exc)
+                reason = f"{type(exc).__name__}: {exc}"
             if worker.stopping:  # SIGTERM: RQ finished the job in hand
                 break
-            # Redis went away (RQ quits its loop on some connection errors): keep the model, start a new loop.
-            backoff = min(backoff * 2, 5.0)
-            log.warning("lost Redis (%s): reconnecting in %.0f s", reason, backoff)
-            time.sleep(backoff)
+            # Redis went away: keep the model, and a new RQ worker (a fresh name) once Redis answers.
+            fresh = _reconnect(
+                workers, link, worker.lost_redis or reason, stopping=functools.partial(_stopping, worker)
+            )
+            if fresh is None:
+                break
             workers.retire(worker)
-            worker = workers.new()
+            worker = fresh
     except StopRequested:
         pass
     finally:
         stopped.set()
+        _give_back_taken(reaper_connection, worker.name)
         heartbeat.stop()
     return 0
+
+
+def _give_back_taken(connection: Redis, taker: str) -> None:
+    """At exit, any job this worker took but did not start goes back to its queue (normally there is none)."""
+    try:
+        if ids := taking.give_back(
+            connection, taker, {name: Queue(name, connection=connection).key for name in QUEUES}
+        ):
+            log.info("gave back %d jobs taken but not started", len(ids))
+    except RedisError as exc:  # Redis is away: the reaper of another worker gives them back
+        log.warning("could not give back the jobs taken but not started: %s", exc)
+
+
+def _stopping(worker: RerankWorker) -> bool:
+    return worker.stopping
+
+
+def _reconnect(
+    workers: _WorkerFactory, link: Reconnect, reason: str, *, stopping: Callable[[], bool]
+) -> RerankWorker | None:
+    """A new RQ worker, built once Redis answers (RQ's worker talks to Redis as it is made), however long that
+    takes; None if a stop was requested meanwhile. Waits by :class:`Reconnect`'s capped back-off."""
+    delay = link.lost(reason)
+    while True:
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline:  # in slices, so a SIGTERM meanwhile ends the wait
+            if stopping():
+                return None
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        try:
+            fresh = workers.new()
+        except RedisError as exc:
+            delay = link.lost(f"{type(exc).__name__}: {exc}")
+            continue
+        link.back()
+        return fresh
 
 
 def _memory(scorer: Scorer, model_thread: ThreadPoolExecutor | None) -> Callable[[], int]:
