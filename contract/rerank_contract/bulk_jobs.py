@@ -70,7 +70,6 @@ class BulkJobs:
     ) -> None:
         self._connection = connection
         self._retries = retries
-        self._queue = Queue(BULK_QUEUE, connection=connection, serializer=SERIALIZER)
         self._job_timeout_s = job_timeout_s
         self._result_ttl_s = result_ttl_s
         self._failure_ttl_s = failure_ttl_s
@@ -85,9 +84,12 @@ class BulkJobs:
             retries=settings.bulk_retries,
         )
 
-    def submit(self, payload: BulkPayload) -> str:
-        """Enqueue ``payload``; it stays queued (no TTL) until a worker takes it, and runs again if its worker dies."""
-        job = self._queue.enqueue(
+    def submit(self, payload: BulkPayload, queue_name: str = BULK_QUEUE) -> str:
+        """Enqueue ``payload`` on ``queue_name`` (a model's :func:`~rerank_contract.jobs.bulk_queue`; by default the
+        default model's, ``rerank-bulk``); it stays queued (no TTL) until a worker of the model takes it, and runs
+        again if its worker dies."""
+        queue = Queue(queue_name, connection=self._connection, serializer=SERIALIZER)
+        job = queue.enqueue(
             BULK_JOB,
             payload.model_dump(mode="json", exclude_none=True),  # unset new fields stay readable by older workers
             job_timeout=self._job_timeout_s,

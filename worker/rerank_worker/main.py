@@ -26,7 +26,15 @@ from rq import Queue
 from rq.exceptions import StopRequested
 
 from rerank_contract.defaults import EXIT_STARTUP_FAILED, RETIRE_CHECK_S, WORKER_TTL_S
-from rerank_contract.jobs import QUEUES, SERIALIZER, WorkerInfo
+from rerank_contract.jobs import (
+    BULK_QUEUE,
+    SERIALIZER,
+    SYNC_QUEUE,
+    WORKER_KEY_PREFIX,
+    WORKERS_SET,
+    WorkerInfo,
+    worker_queues,
+)
 from rerank_contract.redis_conn import connect
 from rerank_contract.settings import Settings
 from rerank_worker import model_source, rq_seam, scheduling, scoring
@@ -55,6 +63,13 @@ def run(settings: Settings) -> int:
     except Exception as exc:
         log.error("cannot reach Redis at %s: %s", settings.redis_url, exc)
         return EXIT_STARTUP_FAILED
+    names = settings.served_names(scorer.model_name)
+    scorer.model_name = names[0]  # answers carry the canonical name
+    default = settings.default_model is None or settings.default_model in names
+    queue_names = worker_queues(names[0], default=default)
+    if (clash := _default_clash(connection, names[0], default=default)) is not None:
+        log.error("%s", clash)
+        return EXIT_STARTUP_FAILED
     model_thread = scheduling.model_thread(scorer.device)
 
     def ready() -> str | None:
@@ -70,11 +85,11 @@ def run(settings: Settings) -> int:
         return EXIT_STARTUP_FAILED
     if tuned:
         log.info("%s", tuned)
-    workers = _WorkerFactory(settings, connection, scorer, model_thread)
+    workers = _WorkerFactory(settings, connection, scorer, model_thread, queue_names)
     worker = workers.new()
 
     reaper_connection = connect(settings.redis_url, socket_timeout=5.0)
-    reaper = Reaper(reaper_connection, _queues(reaper_connection), grace_s=settings.heartbeat_ttl_s)
+    reaper = Reaper(reaper_connection, _queues(reaper_connection, queue_names), grace_s=settings.heartbeat_ttl_s)
     started_at = time.time()
 
     def info() -> WorkerInfo:
@@ -87,12 +102,15 @@ def run(settings: Settings) -> int:
             dtype=scorer.dtype,
             max_length=scorer.max_length,
             batch_size=scorer.batch_size,
-            queues=list(QUEUES),
+            queues=queue_names,
             started_at=started_at,
             model_loads=type(scorer).loads,
             jobs_done=workers.jobs_done + worker.jobs_done,
             jobs_failed=workers.jobs_failed + worker.jobs_failed,
             reaper_swept_at=reaper.swept_at,
+            served_names=names,
+            source=settings.model,
+            default=default,
         )
 
     heartbeat = Heartbeat(
@@ -116,7 +134,14 @@ def run(settings: Settings) -> int:
         threading.Thread(
             target=retirement.run, args=(RETIRE_CHECK_S, stopped), name="rerank-retire", daemon=True
         ).start()
-    log.info("worker %s serving %s with %s on %s", worker.name, ", ".join(QUEUES), scorer.model_name, scorer.device)
+    log.info(
+        "worker %s serving %s with %s (%s) on %s",
+        worker.name,
+        ", ".join(queue_names),
+        settings.model,
+        ", ".join(names),
+        scorer.device,
+    )
     backoff = 0.5
     try:
         while True:
@@ -155,17 +180,44 @@ def _memory(scorer: Scorer, model_thread: ThreadPoolExecutor | None) -> Callable
     return measure
 
 
-def _queues(connection: Redis) -> list[Queue]:
-    return [Queue(name, connection=connection, serializer=SERIALIZER, job_class=rq_seam.RerankJob) for name in QUEUES]
+def _queues(connection: Redis, names: list[str]) -> list[Queue]:
+    return [Queue(name, connection=connection, serializer=SERIALIZER, job_class=rq_seam.RerankJob) for name in names]
+
+
+def _default_clash(connection: Redis, model: str, *, default: bool) -> str | None:
+    """Why this worker must not start: it would consume the default queues beside a live worker of another model
+    (both without RERANK_DEFAULT_MODEL), so a job sent to ``rerank-bulk`` could be scored by either; else None."""
+    if not default:
+        return None
+    names = sorted(connection.smembers(WORKERS_SET))
+    records = connection.mget([WORKER_KEY_PREFIX.encode() + n for n in names]) if names else []
+    for record in records:
+        try:
+            other = WorkerInfo.model_validate_json(record) if record else None
+        except ValueError:
+            continue
+        if other is not None and SYNC_QUEUE in other.queues and other.model != model:
+            return (
+                f"worker {other.name} already serves model {other.model} as the default (queues "
+                f"{SYNC_QUEUE}, {BULK_QUEUE}); to serve {model} beside it, set RERANK_DEFAULT_MODEL to the "
+                "default model's name for this worker, the other workers and the API"
+            )
+    return None
 
 
 class _WorkerFactory:
     """New RQ workers for the one resident model, each under a fresh name (RQ refuses to reuse a live one)."""
 
     def __init__(
-        self, settings: Settings, connection: Redis, scorer: Scorer, model_thread: ThreadPoolExecutor | None
+        self,
+        settings: Settings,
+        connection: Redis,
+        scorer: Scorer,
+        model_thread: ThreadPoolExecutor | None,
+        queue_names: list[str],
     ) -> None:
         self._settings = settings
+        self._queue_names = queue_names
         self._connection = connection
         self._scorer = scorer
         self._model_thread = model_thread
@@ -174,7 +226,7 @@ class _WorkerFactory:
 
     def new(self) -> RerankWorker:
         return RerankWorker(
-            _queues(self._connection),
+            _queues(self._connection, self._queue_names),
             name=f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}",
             connection=self._connection,
             serializer=SERIALIZER,

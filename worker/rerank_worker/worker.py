@@ -23,7 +23,7 @@ from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
 from rq.job import Job
 
-from rerank_contract.jobs import BULK_JOB, SYNC_QUEUE
+from rerank_contract.jobs import BULK_JOB
 from rerank_worker import admission, batches, bulk, rq_seam
 from rerank_worker.batches import SyncBatches
 from rerank_worker.scheduling import Scheduler
@@ -52,7 +52,7 @@ class RerankWorker(SimpleWorker):
         super().__init__(*args, **kwargs)
         self.scorer = scorer
         self.bulk_chunk_pairs = bulk_chunk_pairs
-        sync_queue = next(q for q in self.queues if q.name == SYNC_QUEUE)
+        sync_queue = self.queues[0]  # the model's own sync queue: queues come in priority order (worker_queues)
         self.sync = SyncBatches(
             self,
             scorer,
