@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import signal
 import subprocess
 import time
 import warnings
@@ -23,7 +24,7 @@ from redis import Redis
 from rq import Queue
 
 from rerank_contract.jobs import BULK_JOB, SERIALIZER, bulk_queue
-from tests.conftest import CLI, RedisServer, Service, Stack, assert_error, free_port, wait_until
+from tests.conftest import CLI, RedisServer, Service, Stack, assert_error, free_port, service_env, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -68,9 +69,10 @@ def start_worker(stack: Stack, folder: Path, names: str) -> Service:
     return worker
 
 
-def live_models(stack: Stack) -> list[str]:
+def live_models(stack: Stack | str) -> list[str]:
+    url = stack if isinstance(stack, str) else stack.url
     try:
-        return [m["id"] for m in httpx.get(f"{stack.url}/v1/models", timeout=5).json()["data"]]
+        return [m["id"] for m in httpx.get(f"{url}/v1/models", timeout=5).json()["data"]]
     except (httpx.HTTPError, KeyError):
         return []
 
@@ -257,6 +259,15 @@ def test_the_python_client_reranks_with_a_named_model(two: Stack, references) ->
     assert_scores({r.index: r.score for r in got}, predict(references["qwen"]))
 
 
+def test_a_second_default_worker_of_another_model_refuses_to_start(two: Stack, model_dir: Path) -> None:
+    """Without RERANK_DEFAULT_MODEL it would consume `rerank-bulk` beside bert's worker: it says so and exits 3."""
+    env = {k: v for k, v in two.env.items() if k != "RERANK_DEFAULT_MODEL"}
+    env.update(RERANK_MODEL=str(model_dir), RERANK_SERVED_MODEL_NAME="clash")
+    done = subprocess.run([*CLI, "worker"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "RERANK_DEFAULT_MODEL" in done.stdout + done.stderr
+
+
 def test_a_worker_started_later_for_a_third_name_is_served(two: Stack, references, model_dir: Path) -> None:
     """Discovered from its heartbeat, without restarting the API; once it stops, its name is a 503, not a 404."""
     started = time.monotonic()
@@ -286,3 +297,27 @@ def test_killing_the_second_models_worker_gives_503_for_it_while_the_first_serve
     assert "'qwen'" in assert_error(response, 503, "no_worker")
     assert post(two, "/v1/rerank", {"model": "bert", "query": QUERY, "candidates": DOCS}).status_code == 200
     assert post(two, "/v1/rerank", {"query": QUERY, "candidates": DOCS}).status_code == 200
+
+
+def test_up_serves_two_models_the_first_the_default(model_dir: Path, decoder_dir: Path, references, tmp_path) -> None:
+    api_port, redis_port = free_port(), free_port()
+    env = service_env(f"redis://127.0.0.1:{redis_port}/0", model_dir, PORT=str(api_port), REDIS_DIR=str(tmp_path / "r"))
+    url = f"http://127.0.0.1:{api_port}"
+    args = [*CLI, "up", "--model", f"bert,b={model_dir}", "--model", f"qwen={decoder_dir}"]
+    with (tmp_path / "up.log").open("wb") as log:
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_until(lambda: "is up at" in (tmp_path / "up.log").read_text(), 120, "rerank-server up to announce")
+            wait_until(lambda: {"bert", "qwen"} <= set(live_models(url)), 60, "both models")
+            for name, body in (("bert", {}), ("qwen", {"model": "qwen"}), ("bert", {"model": "b"})):
+                response = httpx.post(f"{url}/v1/rerank", json={**body, "query": QUERY, "candidates": DOCS}, timeout=30)
+                assert response.json()["model"] == name, response.text
+                assert_scores({r["index"]: r["score"] for r in response.json()["results"]}, predict(references[name]))
+            assert httpx.get(f"{url}/health", timeout=5).json()["model"] == "bert"
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(90) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    output = (tmp_path / "up.log").read_text()
+    assert f"worker started for {model_dir}" in output and f"worker started for {decoder_dir}" in output
