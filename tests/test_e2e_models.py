@@ -171,6 +171,9 @@ def test_models_are_listed_in_openais_shape(two: Stack) -> None:
         assert set(cards["qwen"]["queue_depth"]) == {"rerank@qwen", "rerank-bulk@qwen"}
     health = httpx.get(f"{two.url}/health", timeout=5).json()
     assert health["model"] == "bert" and health["status"] == "ok"
+    metrics = httpx.get(f"{two.url}/metrics", timeout=5).text
+    assert 'rerank_model_workers_alive{model="qwen"} 1.0' in metrics
+    assert 'rerank_queue_depth{queue="rerank@qwen"}' in metrics
     models = {m["name"]: m for m in health["models"]}
     assert models["bert"]["default"] and models["bert"]["served_names"] == ["bert", "bert-alias"]
     assert models["qwen"]["workers_alive"] == 1
@@ -189,6 +192,14 @@ def test_concurrent_calls_alternating_models_are_each_scored_by_their_own(two: S
         assert response.status_code == 200, response.text
         assert response.json()["model"] == name
         assert_scores({r["index"]: r["score"] for r in response.json()["results"]}, wants[name])
+    metrics = httpx.get(f"{two.url}/metrics", timeout=5).text
+    for name in ("bert", "qwen"):
+        count = next(
+            line
+            for line in metrics.splitlines()
+            if line.startswith(f'rerank_model_request_seconds_count{{model="{name}"}}')
+        )
+        assert float(count.split()[-1]) >= 60
 
 
 def test_a_bulk_job_for_the_second_model(two: Stack, references, models_redis: RedisServer) -> None:

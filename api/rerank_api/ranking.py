@@ -76,8 +76,8 @@ class Ranker:
             name = found.name if found else model or self._settings.default_model or self._settings.model
             return Ranked(results=[], model=name, total_ms=_ms(time.perf_counter() - self._started))
         result = await self._dispatcher.run(payload, gone=self._request.is_disconnected, model=model)
-        self._metrics.observe_job(result)
         total_ms = _ms(time.perf_counter() - self._started)
+        self._metrics.observe_job(result, total_ms / 1000)
         self._response.headers.update(
             {
                 "x-queue-time": str(result.queue_ms),
