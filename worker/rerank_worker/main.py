@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -28,11 +29,14 @@ from rq.exceptions import StopRequested
 from rerank_contract.defaults import EXIT_STARTUP_FAILED, RETIRE_CHECK_S, WORKER_TTL_S
 from rerank_contract.jobs import (
     BULK_QUEUE,
+    MODELS_SET,
+    QUEUES,
     SERIALIZER,
     SYNC_QUEUE,
     WORKER_KEY_PREFIX,
     WORKERS_SET,
     WorkerInfo,
+    model_queues,
     worker_queues,
 )
 from rerank_contract.redis_conn import connect
@@ -89,7 +93,7 @@ def run(settings: Settings) -> int:
     worker = workers.new()
 
     reaper_connection = connect(settings.redis_url, socket_timeout=5.0)
-    reaper = Reaper(reaper_connection, _queues(reaper_connection, queue_names), grace_s=settings.heartbeat_ttl_s)
+    reaper = Reaper(reaper_connection, partial(_every_queue, reaper_connection), grace_s=settings.heartbeat_ttl_s)
     started_at = time.time()
 
     def info() -> WorkerInfo:
@@ -182,6 +186,13 @@ def _memory(scorer: Scorer, model_thread: ThreadPoolExecutor | None) -> Callable
 
 def _queues(connection: Redis, names: list[str]) -> list[Queue]:
     return [Queue(name, connection=connection, serializer=SERIALIZER, job_class=rq_seam.RerankJob) for name in names]
+
+
+def _every_queue(connection: Redis) -> list[Queue]:
+    """The queues of every model served in the last day (and today's two), for the reaper: a dead worker's jobs go
+    back to their own model's queue whichever model's worker notices."""
+    models = sorted(m.decode() for m in connection.smembers(MODELS_SET))
+    return _queues(connection, list(dict.fromkeys([*QUEUES, *(q for m in models for q in model_queues(m))])))
 
 
 def _default_clash(connection: Redis, model: str, *, default: bool) -> str | None:
