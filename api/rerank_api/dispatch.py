@@ -104,7 +104,7 @@ class Dispatcher:
             raise ApiError(
                 ErrorType.OVERLOADED,
                 f"overloaded: {self.inflight} requests in flight here (max {self._max_inflight}), "
-                f"{depth} jobs queued for model {model.name} (max {self._max_queue_depth})",
+                f"{depth} jobs queued (max {self._max_queue_depth}) for model {model.name}",
                 headers={"Retry-After": "1"},
             )
 
