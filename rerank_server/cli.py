@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
@@ -256,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     from rerank_server.deploy import launchd
 
     model_cli.register(sub)
-    launchd.register(sub, [common, model_options, http_options])
+    launchd.register(sub, [common, partial(model_options, several=True), http_options])
     return parser
 
 

@@ -135,10 +135,10 @@ def worker_envs(env: dict[str, str], models: list[ModelSpec], default_model: str
     RERANK_DEFAULT_MODEL says otherwise) so that only its worker consumes the default queues."""
     if len(models) == 1 and models[0].source == env.get("RERANK_MODEL"):
         return [env]  # one model, as configured: exactly what one worker always got
-    default = default_model or models[0].canonical
+    several = {"RERANK_DEFAULT_MODEL": default_model or models[0].canonical} if len(models) > 1 else {}
     envs = []
     for spec in models:
-        own = {**env, "RERANK_MODEL": spec.source, "RERANK_DEFAULT_MODEL": default}
+        own = {**env, "RERANK_MODEL": spec.source, **several}
         own.pop("RERANK_SERVED_MODEL_NAME", None)
         if spec.served_names:
             own["RERANK_SERVED_MODEL_NAME"] = spec.served_names
