@@ -202,6 +202,21 @@ def test_concurrent_calls_alternating_models_are_each_scored_by_their_own(two: S
         assert float(count.split()[-1]) >= 60
 
 
+def test_the_page_shows_models_and_gets_their_latency_histograms(two: Stack) -> None:
+    """The page (its own files, no CDN) lists the models, lets the playground pick one, and charts calls/s and
+    p50/p99 per model from the per-model histograms /v1/status carries."""
+    page = httpx.get(f"{two.url}/", timeout=5).text
+    assert 'id="model"' in page and 'id="chart-rate"' in page and 'id="chart-latency"' in page
+    assert "https://" not in page and "http://" not in page
+    status = httpx.get(f"{two.url}/v1/status", timeout=5).json()
+    assert {m["name"] for m in status["models"]} >= {"bert", "qwen"}
+    for name in ("bert", "qwen"):
+        latency = status["model_latency"][name]
+        assert latency["count"] >= 60 and latency["buckets"][-1] == ["+Inf", latency["count"]]
+        counts = [n for _, n in latency["buckets"]]
+        assert counts == sorted(counts)  # cumulative
+
+
 def test_a_bulk_job_for_the_second_model(two: Stack, references, models_redis: RedisServer) -> None:
     items = [{"id": "a", "query": QUERY, "candidates": DOCS}]
     accepted = post(two, "/v1/jobs", {"model": "qwen", "items": items})

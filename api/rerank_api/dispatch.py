@@ -67,6 +67,7 @@ class Dispatcher:
         self._result_ttl_s = result_ttl_s
         self._default_model = default_model
         self._queues: dict[str, Queue] = {}
+        self._models: tuple[Snapshot, Models] | None = None
         self.reader = ResultReader(async_redis)
         self._atomic = Atomic(async_redis)
 
@@ -77,20 +78,26 @@ class Dispatcher:
 
     def models(self) -> Models:
         """The models of the monitor's current view."""
-        return Models(self._monitor.snapshot, self._default_model)
+        return self._models_of(self._monitor.snapshot)
+
+    def _models_of(self, snapshot: Snapshot) -> Models:
+        """``Models`` of ``snapshot``, built once per snapshot (a new one every monitor interval), not per request."""
+        if self._models is None or self._models[0] is not snapshot:
+            self._models = (snapshot, Models(snapshot, self._default_model))
+        return self._models[1]
 
     async def route(self, requested: str | None = None) -> Model:
         """The live model ``requested`` names (None: the default), or raise (503 Redis down or no worker of it,
         404 unknown name). A name or worker missing from the view is looked up in Redis again before the answer."""
 
         def found(snapshot: Snapshot) -> bool:
-            model = Models(snapshot, self._default_model).find(requested)
+            model = self._models_of(snapshot).find(requested)
             return model is not None and bool(model.workers)
 
         snapshot = await self._monitor.confirm_no_worker(found)
         if snapshot.redis_error is not None:
             raise ApiError(ErrorType.QUEUE_UNAVAILABLE, snapshot.redis_error)
-        return Models(snapshot, self._default_model).route(requested)
+        return self._models_of(snapshot).route(requested)
 
     async def check_can_serve(self, model: str | None = None) -> None:
         """Raise (503) when Redis is down or no worker of ``model`` (None: the default) is alive, before anything

@@ -171,6 +171,12 @@ class Metrics:
             _forget_dead_processes(self.multiprocess_dir)
         return generate_latest(self.registry)
 
+    def model_latency_families(self) -> Iterable[Metric]:
+        """The per-model request histogram as ``/metrics`` shows it (summed over the processes when shared)."""
+        if self._shared is None:
+            return self.model_latency.collect()
+        return [f for f in self._shared.collect() if f.name == "rerank_model_request_seconds"]
+
     def latency_families(self) -> Iterable[Metric]:
         """The request-latency histogram as ``/metrics`` shows it (summed over the processes when shared)."""
         if self._shared is None:

@@ -14,7 +14,7 @@ from rerank_api.deps import MonitorDep, SettingsDep
 from rerank_api.models import Models
 from rerank_api.monitor import Snapshot, WorkerMonitor
 from rerank_api.schemas import SERVING_STATUSES, HealthResponse, ModelHealth
-from rerank_contract.jobs import BULK_QUEUE, SYNC_QUEUE, WorkerInfo
+from rerank_contract.jobs import BULK_QUEUE, QUEUES, SYNC_QUEUE, WorkerInfo
 
 router = APIRouter(tags=["service"])
 
@@ -83,7 +83,8 @@ def _model_problems(snapshot: Snapshot, models: Models) -> list[str]:
     return problems
 
 
-def _models_health(snapshot: Snapshot, models: Models) -> list[ModelHealth]:
+def models_health(snapshot: Snapshot, models: Models) -> list[ModelHealth]:
+    """Every known model with its names, live workers and queue depths (``/health`` and the page)."""
     return [
         ModelHealth(
             name=m.name,
@@ -143,11 +144,11 @@ async def health(monitor: MonitorDep, settings: SettingsDep):
         model=models.default_name or _joined({w.model for w in snapshot.workers}),
         redis="unreachable" if snapshot.redis_error else "ok",
         workers_alive=len(snapshot.workers),
-        queue_depth=snapshot.queue_depth,
+        queue_depth={q: snapshot.queue_depth.get(q, 0) for q in QUEUES},  # the seed's two; each model's in `models`
         monitor_age_s=None if monitor_age is None else round(monitor_age, 3),
         reaper_age_s=None if reaper_age is None else round(reaper_age, 3),
         unreadable_workers=list(snapshot.unreadable),
         workers=list(snapshot.workers),
-        models=_models_health(snapshot, models),
+        models=models_health(snapshot, models),
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if status in SERVING_STATUSES else 503)
