@@ -99,3 +99,33 @@ def test_models_sharing_the_default_queues_keep_to_their_own() -> None:
     """Two workers started without RERANK_DEFAULT_MODEL both take `rerank`: the API sends neither's jobs there."""
     models = Models(view(worker("a", "bge", default=True), worker("b", "qwen", default=True)), None)
     assert models.all["bge"].sync_queue == "rerank@bge" and models.all["qwen"].sync_queue == "rerank@qwen"
+
+
+def test_a_worker_serves_its_names_from_its_queues_and_the_default_also_todays() -> None:
+    from rerank_contract.settings import Settings
+    from rerank_worker.served import Served
+
+    alone = Served.from_settings(Settings(model="/m/bge"), "/m/bge")
+    assert alone.names == ["/m/bge"] and alone.default and alone.queues[0] == "rerank"
+    named = Served.from_settings(Settings(served_model_name="qwen,q", default_model="bge"), "/m/qwen")
+    assert named.name == "qwen" and not named.default and named.queues == ["rerank@qwen", "rerank-bulk@qwen"]
+    by_alias = Served.from_settings(Settings(served_model_name="bge,m", default_model="m"), "/m/bge")
+    assert by_alias.default
+
+
+def test_the_reaper_sweeps_every_known_models_queues() -> None:
+    import fakeredis
+
+    from rerank_contract.jobs import MODELS_SET
+    from rerank_worker.served import every_queue
+
+    redis = fakeredis.FakeStrictRedis()
+    redis.sadd(MODELS_SET, "qwen", "bge")
+    assert every_queue(redis) == [
+        "rerank",
+        "rerank-bulk",
+        "rerank@bge",
+        "rerank-bulk@bge",
+        "rerank@qwen",
+        "rerank-bulk@qwen",
+    ]

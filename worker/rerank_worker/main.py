@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -27,18 +26,7 @@ from rq import Queue
 from rq.exceptions import StopRequested
 
 from rerank_contract.defaults import EXIT_STARTUP_FAILED, RETIRE_CHECK_S, WORKER_TTL_S
-from rerank_contract.jobs import (
-    BULK_QUEUE,
-    MODELS_SET,
-    QUEUES,
-    SERIALIZER,
-    SYNC_QUEUE,
-    WORKER_KEY_PREFIX,
-    WORKERS_SET,
-    WorkerInfo,
-    model_queues,
-    worker_queues,
-)
+from rerank_contract.jobs import SERIALIZER, WorkerInfo
 from rerank_contract.redis_conn import connect
 from rerank_contract.settings import Settings
 from rerank_worker import model_source, rq_seam, scheduling, scoring
@@ -46,6 +34,7 @@ from rerank_worker.heartbeat import Heartbeat
 from rerank_worker.reaper import Reaper
 from rerank_worker.retire import Retirement, resident_bytes
 from rerank_worker.scoring import Scorer
+from rerank_worker.served import Served, default_clash, every_queue
 from rerank_worker.worker import RerankWorker
 
 log = logging.getLogger("rerank_worker")
@@ -67,11 +56,9 @@ def run(settings: Settings) -> int:
     except Exception as exc:
         log.error("cannot reach Redis at %s: %s", settings.redis_url, exc)
         return EXIT_STARTUP_FAILED
-    names = settings.served_names(scorer.model_name)
-    scorer.model_name = names[0]  # answers carry the canonical name
-    default = settings.default_model is None or settings.default_model in names
-    queue_names = worker_queues(names[0], default=default)
-    if (clash := _default_clash(connection, names[0], default=default)) is not None:
+    served = Served.from_settings(settings, scorer.model_name)
+    scorer.model_name = served.name  # answers carry the canonical name
+    if (clash := default_clash(connection, served)) is not None:
         log.error("%s", clash)
         return EXIT_STARTUP_FAILED
     model_thread = scheduling.model_thread(scorer.device)
@@ -89,11 +76,15 @@ def run(settings: Settings) -> int:
         return EXIT_STARTUP_FAILED
     if tuned:
         log.info("%s", tuned)
-    workers = _WorkerFactory(settings, connection, scorer, model_thread, queue_names)
+    workers = _WorkerFactory(settings, connection, scorer, model_thread, served.queues)
     worker = workers.new()
 
     reaper_connection = connect(settings.redis_url, socket_timeout=5.0)
-    reaper = Reaper(reaper_connection, partial(_every_queue, reaper_connection), grace_s=settings.heartbeat_ttl_s)
+    reaper = Reaper(
+        reaper_connection,
+        lambda: _queues(reaper_connection, every_queue(reaper_connection)),
+        grace_s=settings.heartbeat_ttl_s,
+    )
     started_at = time.time()
 
     def info() -> WorkerInfo:
@@ -106,15 +97,15 @@ def run(settings: Settings) -> int:
             dtype=scorer.dtype,
             max_length=scorer.max_length,
             batch_size=scorer.batch_size,
-            queues=queue_names,
+            queues=served.queues,
             started_at=started_at,
             model_loads=type(scorer).loads,
             jobs_done=workers.jobs_done + worker.jobs_done,
             jobs_failed=workers.jobs_failed + worker.jobs_failed,
             reaper_swept_at=reaper.swept_at,
-            served_names=names,
+            served_names=served.names,
             source=settings.model,
-            default=default,
+            default=served.default,
         )
 
     heartbeat = Heartbeat(
@@ -141,9 +132,9 @@ def run(settings: Settings) -> int:
     log.info(
         "worker %s serving %s with %s (%s) on %s",
         worker.name,
-        ", ".join(queue_names),
+        ", ".join(served.queues),
         settings.model,
-        ", ".join(names),
+        ", ".join(served.names),
         scorer.device,
     )
     backoff = 0.5
@@ -186,34 +177,6 @@ def _memory(scorer: Scorer, model_thread: ThreadPoolExecutor | None) -> Callable
 
 def _queues(connection: Redis, names: list[str]) -> list[Queue]:
     return [Queue(name, connection=connection, serializer=SERIALIZER, job_class=rq_seam.RerankJob) for name in names]
-
-
-def _every_queue(connection: Redis) -> list[Queue]:
-    """The queues of every model served in the last day (and today's two), for the reaper: a dead worker's jobs go
-    back to their own model's queue whichever model's worker notices."""
-    models = sorted(m.decode() for m in connection.smembers(MODELS_SET))
-    return _queues(connection, list(dict.fromkeys([*QUEUES, *(q for m in models for q in model_queues(m))])))
-
-
-def _default_clash(connection: Redis, model: str, *, default: bool) -> str | None:
-    """Why this worker must not start: it would consume the default queues beside a live worker of another model
-    (both without RERANK_DEFAULT_MODEL), so a job sent to ``rerank-bulk`` could be scored by either; else None."""
-    if not default:
-        return None
-    names = sorted(connection.smembers(WORKERS_SET))
-    records = connection.mget([WORKER_KEY_PREFIX.encode() + n for n in names]) if names else []
-    for record in records:
-        try:
-            other = WorkerInfo.model_validate_json(record) if record else None
-        except ValueError:
-            continue
-        if other is not None and SYNC_QUEUE in other.queues and other.model != model:
-            return (
-                f"worker {other.name} already serves model {other.model} as the default (queues "
-                f"{SYNC_QUEUE}, {BULK_QUEUE}); to serve {model} beside it, set RERANK_DEFAULT_MODEL to the "
-                "default model's name for this worker, the other workers and the API"
-            )
-    return None
 
 
 class _WorkerFactory:
