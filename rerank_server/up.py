@@ -210,8 +210,8 @@ def _start_child(command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     # (a second signal would make the worker drop the job in hand). Each is its own process group, which
     # the supervisor kills once the child has exited: the API's processes (RERANK_API_PROCESSES) are in it.
     proc = subprocess.Popen([sys.executable, "-m", "rerank_server", command], env=env, start_new_session=True)
-    model = f" for {env['RERANK_MODEL']}" if command == "worker" and "RERANK_MODEL" in env else ""
-    log.info("%s started%s (pid %d)", command, model, proc.pid)
+    model = f" for model {env['RERANK_MODEL']}" if command == "worker" and "RERANK_MODEL" in env else ""
+    log.info("%s started (pid %d)%s", command, proc.pid, model)
     return proc
 
 

@@ -346,4 +346,4 @@ def test_up_serves_two_models_the_first_the_default(model_dir: Path, decoder_dir
             if proc.poll() is None:
                 proc.kill()
     output = (tmp_path / "up.log").read_text()
-    assert f"worker started for {model_dir}" in output and f"worker started for {decoder_dir}" in output
+    assert f"for model {model_dir}" in output and f"for model {decoder_dir}" in output
