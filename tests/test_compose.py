@@ -17,7 +17,7 @@ import pytest
 from rerank_server.deploy import redis_store
 
 COMPOSE = Path(__file__).parent.parent / "compose"
-TESTED_FILES = {"compose.yaml", "compose.cuda.yaml", "client.example.yaml"}
+TESTED_FILES = {"compose.yaml", "compose.cuda.yaml", "compose.second-model.yaml", "client.example.yaml"}
 PASSWORD = "0123456789abcdef"
 
 
@@ -90,6 +90,20 @@ def test_redis_without_a_password_is_refused(tmp_path, files) -> None:
     result = config(tmp_path, *files, REDIS_BIND="0.0.0.0")
     assert result.returncode != 0
     assert "REDIS_PASSWORD" in result.stderr
+
+
+@needs_compose
+def test_second_model_override_adds_a_worker_of_another_model_and_names_the_default(tmp_path) -> None:
+    result = config(tmp_path, "compose.yaml", "compose.second-model.yaml", REDIS_PASSWORD=PASSWORD)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    first, second = services["worker"]["environment"], services["worker-second"]["environment"]
+    assert first["RERANK_SERVED_MODEL_NAME"] == "bge" and second["RERANK_SERVED_MODEL_NAME"] == "qwen"
+    assert second["RERANK_MODEL"] == "Qwen/Qwen3-Reranker-0.6B"
+    assert second["RERANK_REDIS_URL"] == first["RERANK_REDIS_URL"]  # the same Redis, so the same API
+    for env in (first, second, services["api"]["environment"]):
+        assert env["RERANK_DEFAULT_MODEL"] == "bge"
+    assert services["worker-second"]["stop_grace_period"] == "1m30s"
 
 
 @needs_compose

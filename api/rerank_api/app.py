@@ -16,7 +16,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from rerank_api import bulk, docs, errors, metrics, page
+from rerank_api import bulk, docs, errors, metrics, model_list, page
 from rerank_api.auth import protection
 from rerank_api.dispatch import Dispatcher
 from rerank_api.formats import ROUTERS
@@ -72,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
             result_ttl_s=settings.result_ttl_s,
             max_inflight=settings.max_inflight,
             max_queue_depth=settings.max_queue_depth,
+            default_model=settings.default_model,
         )
         app.state.bulk_jobs = BulkJobs.from_settings(sync_redis, settings)
         await monitor.start()
@@ -102,8 +103,8 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     docs.install(app)
     app.include_router(router)
-    # /health, /docs, /redoc, /openapi.json and / stay open; rerank routes, /info, /metrics need the key when set.
-    for protected in (*ROUTERS, bulk.router, metrics.router):
+    # /health, /docs, /redoc, /openapi.json and / stay open; rerank routes, /info, /models, /metrics need the key.
+    for protected in (*ROUTERS, model_list.router, bulk.router, metrics.router):
         app.include_router(protected, **protection(settings))
     page.install(app, protection(settings))  # `/` open (it holds no data), its /v1/status protected
     return app

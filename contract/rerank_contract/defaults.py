@@ -89,6 +89,11 @@ BULK_FAILURE_TTL_S = 7 * 86400
 BULK_JOB_TIMEOUT_S = 86400
 #: A worker killed mid-job (out of memory, a redeploy) costs a few tries; a job that always fails stops.
 BULK_RETRIES = 3
+#: None: the model RERANK_MODEL names, as given (a hub id or a folder).
+SERVED_MODEL_NAME = None
+#: None: with one model served, that one; with several, the model whose workers were started without a default
+#: (``up`` sets it to its first ``--model`` for every process it starts).
+DEFAULT_MODEL = None
 #: None: no key, as the API listens on loopback only by default (HOST); set one before exposing it.
 API_KEY = None
 
@@ -107,6 +112,10 @@ REDIS_RETRY_BACKOFF_CAP_S = 0.5
 REDIS_HEALTH_CHECK_INTERVAL_S = 30
 #: ``is_reachable``'s PING: answering at all within a second is what "reachable" means here.
 REDIS_PING_TIMEOUT_S = 1.0
+
+#: A model whose workers all stopped is still known this long (its requests get 503 "no worker", not 404):
+#: a day covers a restart, a redeploy or a night without its machine.
+KNOWN_MODEL_TTL_S = 86400
 
 # --- API (rerank_api) --------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from rq import Queue
 from rq.exceptions import StopRequested
 
 from rerank_contract.defaults import EXIT_STARTUP_FAILED, RETIRE_CHECK_S, WORKER_TTL_S
-from rerank_contract.jobs import QUEUES, SERIALIZER, WorkerInfo
+from rerank_contract.jobs import SERIALIZER, WorkerInfo
 from rerank_contract.redis_conn import connect
 from rerank_contract.settings import Settings
 from rerank_worker import model_source, rq_seam, scheduling, scoring, taking
@@ -37,6 +37,7 @@ from rerank_worker.reaper import Reaper
 from rerank_worker.reconnect import Reconnect, quiet_rq_retries
 from rerank_worker.retire import Retirement, resident_bytes
 from rerank_worker.scoring import Scorer
+from rerank_worker.served import Served, default_clash, every_queue
 from rerank_worker.worker import RerankWorker
 
 log = logging.getLogger("rerank_worker")
@@ -58,6 +59,11 @@ def run(settings: Settings) -> int:
     except Exception as exc:
         log.error("cannot reach Redis at %s: %s", settings.redis_url, exc)
         return EXIT_STARTUP_FAILED
+    served = Served.from_settings(settings, scorer.model_name)
+    scorer.model_name = served.name  # answers carry the canonical name
+    if (clash := default_clash(connection, served)) is not None:
+        log.error("%s", clash)
+        return EXIT_STARTUP_FAILED
     model_thread = scheduling.model_thread(scorer.device)
 
     def ready() -> str | None:
@@ -73,11 +79,15 @@ def run(settings: Settings) -> int:
         return EXIT_STARTUP_FAILED
     if tuned:
         log.info("%s", tuned)
-    workers = _WorkerFactory(settings, connection, scorer, model_thread)
+    workers = _WorkerFactory(settings, connection, scorer, model_thread, served.queues)
     worker = workers.new()
 
     reaper_connection = connect(settings.redis_url, socket_timeout=5.0)
-    reaper = Reaper(reaper_connection, _queues(reaper_connection), grace_s=settings.heartbeat_ttl_s)
+    reaper = Reaper(
+        reaper_connection,
+        lambda: _queues(reaper_connection, every_queue(reaper_connection)),
+        grace_s=settings.heartbeat_ttl_s,
+    )
     started_at = time.time()
 
     def info() -> WorkerInfo:
@@ -90,12 +100,15 @@ def run(settings: Settings) -> int:
             dtype=scorer.dtype,
             max_length=scorer.max_length,
             batch_size=scorer.batch_size,
-            queues=list(QUEUES),
+            queues=served.queues,
             started_at=started_at,
             model_loads=type(scorer).loads,
             jobs_done=workers.jobs_done + worker.jobs_done,
             jobs_failed=workers.jobs_failed + worker.jobs_failed,
             reaper_swept_at=reaper.swept_at,
+            served_names=served.names,
+            source=settings.model,
+            default=served.default,
         )
 
     heartbeat = Heartbeat(
@@ -119,7 +132,14 @@ def run(settings: Settings) -> int:
         threading.Thread(
             target=retirement.run, args=(RETIRE_CHECK_S, stopped), name="rerank-retire", daemon=True
         ).start()
-    log.info("worker %s serving %s with %s on %s", worker.name, ", ".join(QUEUES), scorer.model_name, scorer.device)
+    log.info(
+        "worker %s serving %s with %s (%s) on %s",
+        worker.name,
+        ", ".join(served.queues),
+        settings.model,
+        ", ".join(served.names),
+        scorer.device,
+    )
     link = Reconnect()
     quiet_rq_retries()
     try:
@@ -143,16 +163,16 @@ def run(settings: Settings) -> int:
         pass
     finally:
         stopped.set()
-        _give_back_taken(reaper_connection, worker.name)
+        _give_back_taken(reaper_connection, worker.name, served.queues)
         heartbeat.stop()
     return 0
 
 
-def _give_back_taken(connection: Redis, taker: str) -> None:
+def _give_back_taken(connection: Redis, taker: str, queues: list[str]) -> None:
     """At exit, any job this worker took but did not start goes back to its queue (normally there is none)."""
     try:
         if ids := taking.give_back(
-            connection, taker, {name: Queue(name, connection=connection).key for name in QUEUES}
+            connection, taker, {name: Queue(name, connection=connection).key for name in queues}
         ):
             log.info("gave back %d jobs taken but not started", len(ids))
     except RedisError as exc:  # Redis is away: the reaper of another worker gives them back
@@ -198,17 +218,23 @@ def _memory(scorer: Scorer, model_thread: ThreadPoolExecutor | None) -> Callable
     return measure
 
 
-def _queues(connection: Redis) -> list[Queue]:
-    return [Queue(name, connection=connection, serializer=SERIALIZER, job_class=rq_seam.RerankJob) for name in QUEUES]
+def _queues(connection: Redis, names: list[str]) -> list[Queue]:
+    return [Queue(name, connection=connection, serializer=SERIALIZER, job_class=rq_seam.RerankJob) for name in names]
 
 
 class _WorkerFactory:
     """New RQ workers for the one resident model, each under a fresh name (RQ refuses to reuse a live one)."""
 
     def __init__(
-        self, settings: Settings, connection: Redis, scorer: Scorer, model_thread: ThreadPoolExecutor | None
+        self,
+        settings: Settings,
+        connection: Redis,
+        scorer: Scorer,
+        model_thread: ThreadPoolExecutor | None,
+        queue_names: list[str],
     ) -> None:
         self._settings = settings
+        self._queue_names = queue_names
         self._connection = connection
         self._scorer = scorer
         self._model_thread = model_thread
@@ -217,7 +243,7 @@ class _WorkerFactory:
 
     def new(self) -> RerankWorker:
         return RerankWorker(
-            _queues(self._connection),
+            _queues(self._connection, self._queue_names),
             name=f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}",
             connection=self._connection,
             serializer=SERIALIZER,

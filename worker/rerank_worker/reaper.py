@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -32,11 +33,10 @@ log = logging.getLogger(__name__)
 class Reaper:
     """Call :meth:`sweep` every few seconds, from any number of workers; :attr:`swept_at` says when it last worked."""
 
-    def __init__(self, connection: Redis, queues: list[Queue], *, grace_s: float) -> None:
-        if any(q.job_class is not rq_seam.RerankJob for q in queues):
-            raise TypeError("the reaper's queues must use RerankJob, so RQ's clean-up imports no callback")
+    def __init__(self, connection: Redis, queues: list[Queue] | Callable[[], list[Queue]], *, grace_s: float) -> None:
         self._connection = connection
-        self._queues = queues
+        self._queues = queues if callable(queues) else lambda: queues
+        self._checked(self._queues())
         self._grace_s = grace_s
         self._orphaned_since: dict[str, float] = {}
         #: Unix time of the last sweep that completed, None before the first.
@@ -47,7 +47,7 @@ class Reaper:
         now = time.monotonic()
         reaped: list[str] = []
         seen: set[str] = set()
-        for queue in self._queues:
+        for queue in self._checked(self._queues()):  # every model's queues: any live worker hands back any job
             registry = queue.started_job_registry
             expired = []
             for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
@@ -88,12 +88,18 @@ class Reaper:
             seen.add(mark)
             if now - self._orphaned_since.setdefault(mark, now) < self._grace_s:
                 continue
-            ids = taking.give_back(self._connection, taker, {q.name: q.key for q in self._queues})
+            ids = taking.give_back(self._connection, taker, {q.name: q.key for q in self._queues()})
             if ids:
                 log.warning("%d jobs taken by dead worker %s, never started: back in their queues", len(ids), taker)
             self._orphaned_since.pop(mark, None)
             back += ids
         return back
+
+    @staticmethod
+    def _checked(queues: list[Queue]) -> list[Queue]:
+        if any(q.job_class is not rq_seam.RerankJob for q in queues):
+            raise TypeError("the reaper's queues must use RerankJob, so RQ's clean-up imports no callback")
+        return queues
 
     def _orphaned(self, job_id: str) -> bool:
         worker = rq_seam.worker_of(self._connection, job_id)

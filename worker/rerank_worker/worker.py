@@ -27,7 +27,7 @@ from rq.exceptions import StopRequested
 from rq.job import Job
 
 from rerank_contract.defaults import PUBSUB_POLL_S
-from rerank_contract.jobs import BULK_JOB, SYNC_QUEUE
+from rerank_contract.jobs import BULK_JOB
 from rerank_worker import admission, batches, bulk, rq_seam, taking
 from rerank_worker.batches import SyncBatches
 from rerank_worker.scheduling import Scheduler
@@ -79,7 +79,7 @@ class RerankWorker(SimpleWorker):
         self.queue_class = rq_seam.taking_queue_class(self.name)  # what it dequeues is in its taken list
         self.scorer = scorer
         self.bulk_chunk_pairs = bulk_chunk_pairs
-        sync_queue = next(q for q in self.queues if q.name == SYNC_QUEUE)
+        sync_queue = self.queues[0]  # the model's own sync queue: queues come in priority order (worker_queues)
         self.sync = SyncBatches(
             self,
             scorer,
