@@ -130,6 +130,8 @@ def test_worker_and_api_outlive_a_redis_outage(make_stack, own_redis: RedisServe
     wait_until(lambda: [w["pid"] for w in stack.health().get("workers", [])] == [worker.proc.pid], 10, "one worker")
     assert stack.health()["workers"][0]["model_loads"] == 1  # the model was kept, not loaded again
     log = worker.log()
-    assert log.count("lost Redis") == 1, log[-3000:]
-    assert log.count("Redis is back") == 1, log[-3000:]
+    # One line when Redis goes, one when it is back, not one per try. (A 1 s outage can pass unseen by the RQ loop:
+    # a blocked wait that redis-py's one retry rides out.)
+    lost = log.count("lost Redis")
+    assert lost == log.count("Redis is back") and lost <= 1 and (lost == 1 or outage_s < 5), log[-3000:]
     assert "Traceback" not in log, log[-5000:]
