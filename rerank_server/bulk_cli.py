@@ -84,10 +84,12 @@ def run(
     instruction: str | None = None,
     max_chunks_per_doc: int | None = None,
     poll_s: float = defaults.BULK_POLL_S,
+    model: str | None = None,
 ) -> int:
     """Submit, follow and collect; returns the exit code (0 when every job finished).
 
-    ``instruction`` and ``max_chunks_per_doc`` apply to every item (None: the worker's defaults)."""
+    ``instruction`` and ``max_chunks_per_doc`` apply to every item (None: the worker's defaults); ``model`` names
+    the served model (None: the default)."""
     try:
         check_options(score_mode, instruction, max_chunks_per_doc)
         items = read_items(input_path)
@@ -98,7 +100,9 @@ def run(
         return defaults.EXIT_USAGE
     batches = [items[i : i + items_per_job] for i in range(0, len(items), items_per_job)]
     job_ids = [
-        client.submit_bulk(batch, score_mode=score_mode, instruction=instruction, max_chunks_per_doc=max_chunks_per_doc)
+        client.submit_bulk(
+            batch, score_mode=score_mode, instruction=instruction, max_chunks_per_doc=max_chunks_per_doc, model=model
+        )
         for batch in batches
     ]
     print(f"submitted {len(items)} items as {len(job_ids)} job(s)", file=sys.stderr)

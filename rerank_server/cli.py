@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
@@ -39,9 +40,13 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
-    from rerank_server.up import run
+    from rerank_server.up import ModelSpecError, model_specs, run
 
-    return run(settings)
+    try:
+        models = model_specs(args.models, settings)
+    except ModelSpecError as exc:
+        return _fail("up", str(exc))
+    return run(settings, models)
 
 
 def _bulk(args: argparse.Namespace, settings: Settings) -> int:
@@ -66,6 +71,7 @@ def _bulk(args: argparse.Namespace, settings: Settings) -> int:
             score_mode=ScoreMode.RAW if args.raw_scores else ScoreMode.ACTIVATED,
             instruction=args.job_instruction,
             max_chunks_per_doc=args.job_max_chunks,
+            model=args.job_model,
         )
     except httpx.TransportError as exc:
         problem = f"cannot reach the API at {url} ({type(exc).__name__}: {exc}): start it with `rerank-server up`"
@@ -73,6 +79,8 @@ def _bulk(args: argparse.Namespace, settings: Settings) -> int:
     except ClientError as exc:
         key = " (pass --api-key)" if exc.status == 401 else ""
         return _fail("bulk", f"the API at {url} answered {exc.status} {exc.error_type}: {exc.error}{key}")
+    except LookupError as exc:  # --via redis: no worker ever served that name
+        return _fail("bulk", str(exc))
     except RedisError as exc:
         where = urlsplit(settings.redis_url)
         return _fail("bulk", f"cannot reach Redis at {where.hostname}:{where.port or 6379} ({exc}): check --redis-url")
@@ -138,16 +146,38 @@ def build_parser() -> argparse.ArgumentParser:
             help=_setting("log_level", "what to log"),
         )
 
-    def model_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--model",
-            help=_setting(
-                "model",
-                "a Hugging Face id (downloaded on first use) or a local folder holding a CrossEncoder, "
-                "e.g. one made by `rerank-server model build FOLDER`",
-            ),
+    def model_options(p: argparse.ArgumentParser, several: bool = False) -> None:
+        what = (
+            "a Hugging Face id (downloaded on first use) or a local folder holding a CrossEncoder, "
+            "e.g. one made by `rerank-server model build FOLDER`"
         )
+        if several:
+            p.add_argument(
+                "--model",
+                dest="models",
+                action="append",
+                metavar="[NAMES=]MODEL",
+                help=_setting("model", what)
+                + "; repeat it to serve several models, one worker each, the first the default; NAMES=, "
+                "comma-separated, gives the names requests use (the first canonical; default: MODEL)",
+            )
+        else:
+            p.add_argument("--model", help=_setting("model", what))
+            p.add_argument(
+                "--served-model-name",
+                dest="served_model_name",
+                metavar="NAMES",
+                help=_setting(
+                    "served_model_name", "comma-separated names requests use for this model, first canonical"
+                ),
+            )
         p.add_argument("--device", help=_setting("device", "auto (mps, then cuda, then cpu), cpu, cuda, cuda:1, mps"))
+        p.add_argument(
+            "--default-model",
+            dest="default_model",
+            metavar="NAME",
+            help=_setting("default_model", "the model requests without `model` get"),
+        )
 
     def http_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--host", help=_setting("host", "address the API listens on (0.0.0.0: every interface)"))
@@ -171,11 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
     common(api)
     http_options(api)
+    api.add_argument(
+        "--default-model",
+        dest="default_model",
+        metavar="NAME",
+        help=_setting("default_model", "the model requests without `model` get"),
+    )
     api.set_defaults(func=_api)
 
-    up = sub.add_parser("up", help="run Redis (if none is reachable), a worker and the API on this machine")
+    up = sub.add_parser("up", help="run Redis (if none is reachable), a worker per model and the API on this machine")
     common(up)
-    model_options(up)
+    model_options(up, several=True)
     http_options(up)
     up.set_defaults(func=_up)
 
@@ -209,13 +245,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="split a candidate too long for the model into at most N chunks and score it by its best; "
         "default: the worker's (RERANK_MAX_CHUNKS_PER_DOC), else cut it",
     )
+    bulk.add_argument(
+        "--model",
+        dest="job_model",
+        metavar="NAME",
+        help="the served model to score with (any of its names, see GET /v1/models); default: the default model",
+    )
     bulk.set_defaults(func=_bulk)
 
     from rerank_server import model_cli
     from rerank_server.deploy import launchd
 
     model_cli.register(sub)
-    launchd.register(sub, [common, model_options, http_options])
+    launchd.register(sub, [common, partial(model_options, several=True), http_options])
     return parser
 
 

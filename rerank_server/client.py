@@ -128,10 +128,14 @@ class HttpClient(_BulkClient):
         *,
         instruction: str | None = None,
         max_chunks_per_doc: int | None = None,
+        model: str | None = None,
     ) -> list[ScoredIndex]:
-        """Every candidate's index and score, best first. ``instruction`` and ``max_chunks_per_doc`` are
-        ``/v1/rerank``'s fields of those names, sent only when given; the API checks them (422: ClientError)."""
+        """Every candidate's index and score, best first. ``instruction``, ``max_chunks_per_doc`` and ``model`` (a
+        served model's name; None: the default model) are ``/v1/rerank``'s fields of those names, sent only when
+        given; the API checks them (422, or 404 for an unknown model: ClientError)."""
         request = {"query": query, "candidates": candidates, **_options(instruction, max_chunks_per_doc)}
+        if model is not None:
+            request["model"] = model
         body = self._call("POST", "/v1/rerank", json=request)
         return [ScoredIndex.model_validate(r) for r in body["results"]]
 
@@ -142,9 +146,11 @@ class HttpClient(_BulkClient):
         score_mode: ScoreMode | str = ScoreMode.ACTIVATED,
         instruction: str | None = None,
         max_chunks_per_doc: int | None = None,
+        model: str | None = None,
     ) -> str:
         payload = _payload(items, score_mode, instruction=instruction, max_chunks_per_doc=max_chunks_per_doc)
-        return self._call("POST", "/v1/jobs", json=payload.model_dump(mode="json", exclude_none=True))["id"]
+        body = payload.model_dump(mode="json", exclude_none=True)
+        return self._call("POST", "/v1/jobs", json=body | ({"model": model} if model is not None else {}))["id"]
 
     def job(self, job_id: str) -> JobState:
         return JobState.model_validate(self._call("GET", f"/v1/jobs/{job_id}"))
@@ -172,9 +178,12 @@ class QueueClient(_BulkClient):
         score_mode: ScoreMode | str = ScoreMode.ACTIVATED,
         instruction: str | None = None,
         max_chunks_per_doc: int | None = None,
+        model: str | None = None,
     ) -> str:
+        """``model``: any name of a model a worker served in the last day (its queue is found from the workers'
+        records; LookupError for an unknown one); None: the default model's queue, ``rerank-bulk``."""
         payload = _payload(items, score_mode, instruction=instruction, max_chunks_per_doc=max_chunks_per_doc)
-        return self._jobs.submit(payload)
+        return self._jobs.submit(payload, self._jobs.model_queue(model))
 
     def job(self, job_id: str) -> JobState:
         return self._jobs.state(job_id)

@@ -16,3 +16,6 @@ def configure_logging(level: str) -> None:
     """
     logging.basicConfig(level=level, format=FORMAT)
     logging.getLogger().setLevel(level)
+    # httpx logs every request at INFO: one line per poll would break the bulk CLI's progress bar and bury
+    # `up`'s children's logs. Its warnings still show.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from rerank_contract.defaults import API_KEEP_ALIVE_S
 from rerank_contract.settings import Settings, settings_env
 
 #: prometheus-client's switch to its multiprocess mode (the new and the deprecated spelling).
@@ -32,7 +33,12 @@ def serve(settings: Settings) -> None:
     """Serve the API until SIGTERM or Ctrl-C: one process, or ``settings.api_processes`` on one port."""
     import uvicorn
 
-    options = {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower()}
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
+        "timeout_keep_alive": API_KEEP_ALIVE_S,
+    }
     if settings.api_processes == 1:
         with _environment(dict.fromkeys(_MULTIPROC_VARS)):  # one process counts alone, in its own registry
             from rerank_api.app import create_app

@@ -80,6 +80,14 @@ class Supervisor:
             except RuntimeError as exc:
                 raise GiveUp(f"{child.name} cannot start: {exc}") from exc
 
+    def add(self, child: Child) -> None:
+        """Start ``child`` now and supervise it from here on (stopped first, as the last one); GiveUp if it fails."""
+        self.children.append(child)
+        try:
+            self._launch(child)
+        except RuntimeError as exc:
+            raise GiveUp(f"{child.name} cannot start: {exc}") from exc
+
     def check(self) -> None:
         """Notice children that exited and restart those that are due; raises GiveUp to stop the service."""
         now = self.clock()

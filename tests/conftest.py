@@ -97,6 +97,8 @@ class RedisServer:
     #: A folder with ``ca.crt``, ``redis.crt`` and ``redis.key``: serve TLS only (``rediss://``).
     tls: Path | None = None
     binary: str = "redis-server"
+    #: A folder for an append-only file (fsync every second), so a restart keeps what Redis acknowledged.
+    appendonly_dir: Path | None = None
 
     @property
     def url(self) -> str:
@@ -106,7 +108,11 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        args = [self.binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args = [self.binary, "--bind", "127.0.0.1", "--save", ""]
+        if self.appendonly_dir is None:
+            args += ["--appendonly", "no"]
+        else:
+            args += ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.appendonly_dir)]
         if self.tls is None:
             args += ["--port", str(self.port)]
         else:

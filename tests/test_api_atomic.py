@@ -36,8 +36,9 @@ def test_runs_of_one_iteration_share_a_script_and_keep_their_own_errors(redis_se
         assert await _evalsha_calls(client) == before + 1
         assert outcomes[0] is None and outcomes[2] is None
         assert isinstance(outcomes[1], ResponseError) and "not an integer" in str(outcomes[1])
-        # The failing run stopped at its error, the commands before it applied; the other runs are whole.
-        assert await client.mget(f"{key}:a", f"{key}:b", f"{key}:b-after", f"{key}:c") == [b"1", b"x", None, b"1"]
+        # As MULTI/EXEC (the project's one rule, rerank_contract.scripts): the failing run's other commands ran; the
+        # other runs are whole.
+        assert await client.mget(f"{key}:a", f"{key}:b", f"{key}:b-after", f"{key}:c") == [b"1", b"x", b"1", b"1"]
         assert await client.lrange(f"{key}:list", 0, -1) == [b"a", b"c"]
         await atomic.close()
         await client.aclose()

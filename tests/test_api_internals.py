@@ -1,4 +1,4 @@
-"""The library internals the API leans on: redis-py's ``Pipeline.command_stack`` (``rerank_api.dispatch``), and
+"""The library internals the API leans on: redis-py's ``Pipeline.command_stack`` (``rerank_api.rq_seam``), and
 its connections driven directly, with hiredis' packer (``rerank_api.atomic``).
 
 The API lets RQ write a job into a pipeline that is never executed, then sends what RQ queued there as one
@@ -35,7 +35,7 @@ def test_rq_fills_a_pipelines_command_stack_with_args_and_options() -> None:
     buffer = connection.pipeline()
     job = queue.enqueue(RERANK_JOB, {"query": "q", "candidates": ["a"]}, pipeline=buffer)
     stack = buffer.command_stack
-    assert stack, "redis-py's Pipeline.command_stack is gone or empty: adapt rerank_api/dispatch.py"
+    assert stack, "redis-py's Pipeline.command_stack is gone or empty: adapt rerank_api/rq_seam.py"
     for entry in stack:
         args, options = entry
         assert isinstance(args, tuple) and isinstance(options, dict)
@@ -73,9 +73,9 @@ def test_atomic_sends_on_connections_made_by_the_clients_pool(redis_server: Redi
         assert await client.mget(f"{key}:k", f"{key}:n") == [b"2", b"2"]
         assert (await client.info("stats"))["total_connections_received"] == opened + 1  # one, used twice
 
-        with pytest.raises(ResponseError):  # the failing command's error; the ones before it stay applied
+        with pytest.raises(ResponseError):  # the failing command's error; the others ran, as in MULTI/EXEC
             await atomic.run([("SET", f"{key}:k", "x"), ("INCR", f"{key}:k"), ("SET", f"{key}:after", "1")])
-        assert await client.mget(f"{key}:k", f"{key}:after") == [b"x", None]
+        assert await client.mget(f"{key}:k", f"{key}:after") == [b"x", b"1"]
 
         await client.client_kill_filter(_type="normal", skipme=True)
         await asyncio.sleep(0.2)  # the closed socket's EOF reaches the loop: the checkout sees it and reconnects

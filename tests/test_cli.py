@@ -80,7 +80,7 @@ def test_logging_is_configured_once_for_every_command(monkeypatch: pytest.Monkey
 
     calls: list[str] = []
     monkeypatch.setattr(cli, "configure_logging", calls.append)
-    monkeypatch.setattr(rerank_server.up, "run", lambda settings: 0)
+    monkeypatch.setattr(rerank_server.up, "run", lambda settings, models: 0)
     monkeypatch.setenv("RERANK_LOG_LEVEL", "WARNING")
     assert cli.main(["up"]) == 0
     assert calls == ["WARNING"]
@@ -158,7 +158,7 @@ def test_api_processes_flag_reaches_up_and_launchd_and_their_children(
     from rerank_server.deploy import launchd
 
     given: list[object] = []
-    monkeypatch.setattr(rerank_server.up, "run", given.append)
+    monkeypatch.setattr(rerank_server.up, "run", lambda settings, models: given.append(settings))
     monkeypatch.setattr(launchd, "_run", lambda args, settings: given.append(settings))
     args = ["launchd", "install"] if command == "launchd" else ["up"]
     cli.main([*args, "--api-processes", "2"])

@@ -17,7 +17,7 @@ import pytest
 from rerank_server.deploy import redis_store
 
 COMPOSE = Path(__file__).parent.parent / "compose"
-TESTED_FILES = {"compose.yaml", "compose.cuda.yaml", "client.example.yaml"}
+TESTED_FILES = {"compose.yaml", "compose.cuda.yaml", "compose.second-model.yaml", "client.example.yaml"}
 PASSWORD = "0123456789abcdef"
 
 
@@ -93,6 +93,20 @@ def test_redis_without_a_password_is_refused(tmp_path, files) -> None:
 
 
 @needs_compose
+def test_second_model_override_adds_a_worker_of_another_model_and_names_the_default(tmp_path) -> None:
+    result = config(tmp_path, "compose.yaml", "compose.second-model.yaml", REDIS_PASSWORD=PASSWORD)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    first, second = services["worker"]["environment"], services["worker-second"]["environment"]
+    assert first["RERANK_SERVED_MODEL_NAME"] == "bge" and second["RERANK_SERVED_MODEL_NAME"] == "qwen"
+    assert second["RERANK_MODEL"] == "Qwen/Qwen3-Reranker-0.6B"
+    assert second["RERANK_REDIS_URL"] == first["RERANK_REDIS_URL"]  # the same Redis, so the same API
+    for env in (first, second, services["api"]["environment"]):
+        assert env["RERANK_DEFAULT_MODEL"] == "bge"
+    assert services["worker-second"]["stop_grace_period"] == "1m30s"
+
+
+@needs_compose
 def test_cuda_override_gives_workers_the_gpus_and_the_cuda_torch(tmp_path) -> None:
     result = config(tmp_path, "compose.yaml", "compose.cuda.yaml", REDIS_PASSWORD=PASSWORD)
     assert result.returncode == 0, result.stderr
@@ -140,7 +154,7 @@ def test_constraints_pin_every_runtime_dependency() -> None:
     from packaging.utils import canonicalize_name
 
     pins = {}
-    for line in (COMPOSE / "constraints.txt").read_text().splitlines():
+    for line in (COMPOSE.parent / "constraints.txt").read_text().splitlines():
         if line and not line.startswith("#"):
             name, version = line.split("==")
             pins[canonicalize_name(name)] = version
@@ -149,7 +163,7 @@ def test_constraints_pin_every_runtime_dependency() -> None:
         if requirement.marker and not requirement.marker.evaluate({"extra": "worker"}):
             continue  # the test extra, or a platform the images are not
         name = canonicalize_name(requirement.name)
-        assert name in pins, f"{name} is not pinned in compose/constraints.txt"
+        assert name in pins, f"{name} is not pinned in constraints.txt"
         assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])
         for extra in requirement.extras:  # e.g. redis[hiredis]: what the extra brings is pinned too
             for text_of_extra in importlib.metadata.requires(requirement.name) or []:
@@ -169,7 +183,7 @@ def test_rq_is_one_minor_version_wherever_it_is_installed() -> None:
     dependencies = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
     (rq,) = [Requirement(text) for text in dependencies if Requirement(text).name == "rq"]
     assert str(rq.specifier) in ("<2.13,>=2.12", ">=2.12,<2.13")
-    pinned = re.findall(r"\brq==([\d.]+)", (COMPOSE / "constraints.txt").read_text())
+    pinned = re.findall(r"\brq==([\d.]+)", (COMPOSE.parent / "constraints.txt").read_text())
     pinned += re.findall(r"\brq==([\d.]+)", (COMPOSE / "client.example.yaml").read_text())
     assert len(pinned) == 2 and all(rq.specifier.contains(version) for version in pinned), pinned
     assert re.findall(r'"rq([<>=!~][^"]*)"', (root / "README.md").read_text()) == [">=2.12,<2.13"]

@@ -40,3 +40,28 @@ def test_hundreds_of_concurrent_calls_each_get_their_own_scores(make_stack, cros
     assert not failed, f"{len(failed)} calls failed, the first: {failed[0]}"
     for (query, candidates), response in zip(requests, responses, strict=True):
         assert_matches(response.json(), expected(cross_encoder, query, candidates))
+
+
+def test_an_idle_connection_stays_open_past_a_clients_pool_expiry(make_stack) -> None:
+    """The API keeps an idle keep-alive connection open well past the 5 s that uvicorn (and httpx's pool) default to.
+
+    A server that closes an idle connection while a client sends its next request on it fails that request with
+    a reset (httpx: ReadError, as ``test_hundreds_...`` above once lost a call, its pool replacing connections
+    that had idled 5 s on a loaded machine). Here a connection idles 6 s, then carries a second request.
+    """
+    import http.client
+    import time
+
+    stack = make_stack()
+    stack.start_api()
+    connection = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+    connection.request("GET", "/health")
+    connection.getresponse().read()
+    local = connection.sock.getsockname()
+    time.sleep(6)  # the idle time is what is tested: longer than uvicorn's and httpx's 5 s defaults
+    connection.request("GET", "/health")  # http.client does not reconnect: a closed connection raises here or below
+    response = connection.getresponse()
+    response.read()
+    assert response.status in (200, 503)  # no worker: 503, but an answer on the same connection
+    assert connection.sock.getsockname() == local
+    connection.close()

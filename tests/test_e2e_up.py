@@ -128,6 +128,23 @@ def test_up_stops_with_a_message_when_the_worker_cannot_start(tmp_path) -> None:
     assert result.returncode == 3, result.stderr[-3000:]
     assert "worker exited with code 3: it cannot start" in result.stderr
     assert len(_pids(result.stderr, "worker")) == 1  # started once: no loop
+    # The API starts only once the worker serves: nothing claimed to be running.
+    assert "api started" not in result.stderr and "Uvicorn running" not in result.stderr, result.stderr
+
+
+def test_a_second_up_on_a_taken_port_refuses_at_once_in_one_line(model_dir, tmp_path) -> None:
+    with socket.socket() as other:  # what another `up` (or any program) holds
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        redis_port = free_port()
+        env = service_env(f"redis://127.0.0.1:{redis_port}/0", model_dir, PORT=str(port), REDIS_DIR=str(tmp_path))
+        result = subprocess.run([*CLI, "up"], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"port {port} on 127.0.0.1 is in use" in lines[0] and "--port" in lines[0]
+    assert not _port_open(redis_port)  # it started nothing: no Redis, worker or API
 
 
 def test_a_finished_bulk_job_outlives_up_being_stopped_and_started_again(tmp_path) -> None:

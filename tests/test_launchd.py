@@ -156,6 +156,34 @@ def test_install_writes_private_plists_and_bootstraps_in_order(fake, tmp_path) -
     ]
 
 
+def test_one_worker_agent_per_model_the_first_the_default(fake, tmp_path) -> None:
+    home = tmp_path / "home"
+    env = fake.env(home)
+    args = ["install", "--model", "bge,m=/models/bge", "--model", "qwen=/models/qwen", "--model", "/models/third"]
+    assert launchd(env, *args, cwd=tmp_path).returncode == 0
+    agents = home / "Library" / "LaunchAgents"
+    names = ("worker", "worker-2", "worker-3", "api")
+    assert fake.calls("launchctl bootstrap") == [
+        f"launchctl bootstrap gui/{UID} {agents / f'com.rerank-server.{name}.plist'}" for name in names
+    ]
+    plists_ = {n: plistlib.loads((agents / f"com.rerank-server.{n}.plist").read_bytes()) for n in names}
+    envs = {n: p["EnvironmentVariables"] for n, p in plists_.items()}
+    assert [envs[n]["RERANK_MODEL"] for n in names[:3]] == ["/models/bge", "/models/qwen", "/models/third"]
+    assert envs["worker"]["RERANK_SERVED_MODEL_NAME"] == "bge,m"
+    assert envs["worker-2"]["RERANK_SERVED_MODEL_NAME"] == "qwen"
+    assert "RERANK_SERVED_MODEL_NAME" not in envs["worker-3"]  # served as /models/third, as given
+    assert {envs[n]["RERANK_DEFAULT_MODEL"] for n in names} == {"bge"}
+    assert plists_["worker-2"]["ProgramArguments"][-1] == "worker" and plists_["worker-2"]["ExitTimeOut"] == 90
+
+    fake.clear()  # installed again with one model: the other models' agents go
+    assert launchd(env, "install", "--model", "/models/bge", cwd=tmp_path).returncode == 0
+    assert sorted(p.name for p in agents.iterdir()) == ["com.rerank-server.api.plist", "com.rerank-server.worker.plist"]
+    assert f"launchctl bootout gui/{UID}/com.rerank-server.worker-3" in fake.calls("launchctl bootout")
+    fake.clear()
+    assert launchd(env, "uninstall").returncode == 0
+    assert not list(agents.iterdir())
+
+
 def test_dry_run_prints_the_plists_and_changes_nothing(fake, tmp_path) -> None:
     result = launchd(fake.env(tmp_path), "install", "--dry-run", "--model", "/models/m")
     assert result.returncode == 0, result.stderr

@@ -57,6 +57,6 @@ def test_named_files_exist(path: str) -> None:
 
 def test_compose_files_given_with_f_exist() -> None:
     names = set(re.findall(r"-f ([\w.-]+\.ya?ml)", CODE))
-    assert names == {"compose.yaml", "compose.cuda.yaml", "client.example.yaml"}
+    assert names == {"compose.yaml", "compose.cuda.yaml", "compose.second-model.yaml", "client.example.yaml"}
     for name in names:
         assert (ROOT / "compose" / name).exists(), name

@@ -38,7 +38,7 @@ def collect(queue: Queue, room: int, skip=lambda job: False) -> tuple[list[str],
             taken.append(job.id)
         return pairs
 
-    used, foreign = batching.collect(batching.QueueSource(queue, RerankJob), room=room, join=join, skip=skip)
+    used, foreign = batching.collect(batching.QueueSource(queue, RerankJob, "w1"), room=room, join=join, skip=skip)
     return taken, used, foreign
 
 

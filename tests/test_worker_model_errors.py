@@ -41,7 +41,8 @@ def test_hub_unreachable_fails_at_once_not_after_a_minute_of_retries(monkeypatch
     _ways_out(str(caught.value))
 
 
-def test_a_missing_folder(tmp_path: Path) -> None:
+def test_a_missing_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a relative path, resolved in an empty folder: not the checkout's own models/
     with pytest.raises(ModelUnavailable, match=r"cannot load model \./models/tiny: there is no such folder"):
         check_available("./models/tiny")
 

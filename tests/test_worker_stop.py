@@ -71,3 +71,29 @@ def test_a_stop_while_waiting_for_jobs_ends_the_wait_at_once(queue: Queue, score
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
     assert time.monotonic() - started < 3
+
+
+def test_stopping_the_command_channel_waits_at_most_one_short_read(redis_server) -> None:
+    """RQ unsubscribes, then stops its pub/sub thread. When the thread reads the UNSUBSCRIBE reply first, it waits
+    for a new subscription as long as its read time, which RQ sets to 60 s, and redis-py 8.2's ``stop`` waits for
+    the thread: a worker stop (SIGTERM, retirement) took up to a minute. The worker reads in short slices."""
+    import threading
+
+    from redis import Redis
+
+    from rerank_contract.defaults import PUBSUB_POLL_S
+    from rerank_contract.jobs import SERIALIZER, SYNC_QUEUE
+    from rerank_worker.scoring import FakeScorer
+    from tests.conftest import wait_until
+
+    connection = Redis.from_url(redis_server.url)
+    worker = make_worker(Queue(SYNC_QUEUE, connection=connection, serializer=SERIALIZER), FakeScorer())
+    worker.subscribe()
+    wait_until(lambda: worker.pubsub.subscribed, 10, "the subscription")
+    worker.pubsub.unsubscribe()  # RQ's unsubscribe, first half
+    wait_until(lambda: not worker.pubsub.subscribed, 10, "the thread to read the UNSUBSCRIBE reply")
+    stopper = threading.Thread(target=worker.pubsub_thread.stop)  # its second half, once the thread waits again
+    stopper.start()
+    stopper.join(timeout=PUBSUB_POLL_S + 10)
+    assert not stopper.is_alive(), "stopping the command channel's thread waited for its long read"
+    worker.pubsub.close()

@@ -7,6 +7,7 @@ and configures logging); ``rerank-server api`` does the same from its command li
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -15,7 +16,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from rerank_api import bulk, docs, errors, metrics, page
+from rerank_api import bulk, docs, errors, metrics, model_list, page
 from rerank_api.auth import protection
 from rerank_api.dispatch import Dispatcher
 from rerank_api.formats import ROUTERS
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
             result_ttl_s=settings.result_ttl_s,
             max_inflight=settings.max_inflight,
             max_queue_depth=settings.max_queue_depth,
+            default_model=settings.default_model,
         )
         app.state.bulk_jobs = BulkJobs.from_settings(sync_redis, settings)
         await monitor.start()
@@ -91,6 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.instance = settings.instance or uuid.uuid4().hex
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.state.metrics = metrics.Metrics(
         lambda: app.state.monitor.snapshot if hasattr(app.state, "monitor") else None,
@@ -100,8 +103,8 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     docs.install(app)
     app.include_router(router)
-    # /health, /docs, /redoc, /openapi.json and / stay open; rerank routes, /info, /metrics need the key when set.
-    for protected in (*ROUTERS, bulk.router, metrics.router):
+    # /health, /docs, /redoc, /openapi.json and / stay open; rerank routes, /info, /models, /metrics need the key.
+    for protected in (*ROUTERS, model_list.router, bulk.router, metrics.router):
         app.include_router(protected, **protection(settings))
     page.install(app, protection(settings))  # `/` open (it holds no data), its /v1/status protected
     return app

@@ -8,7 +8,9 @@ neither rolls back on an error. Redis Cluster is out of scope (keys are not decl
 
 The runs started in one event-loop iteration (a burst of requests after a worker's batch, measured: mostly
 20 to 40 at 64 concurrent calls) go to Redis as one script: one write and one reply instead of one each.
-Each run's commands still stop at its own first error (``redis.pcall``), which only that run raises.
+Each run keeps its own outcome under the project's one error rule (:mod:`rerank_contract.scripts`, whose
+``COMMANDS`` script this sends): as in ``MULTI``/``EXEC``, every command runs and only that run raises its
+first error.
 
 The script is sent on connections of this module's own, not through the client: redis-py's blocking
 pool (a condition, a timeout and a socket check per checkout) and its ``Script`` wrapper cost the API
@@ -19,41 +21,15 @@ and retry policy), at most :data:`~rerank_contract.defaults.API_REDIS_CONNECTION
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Iterable, Sequence
 
-import hiredis
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
+from rerank_contract import scripts
 from rerank_contract.defaults import API_REDIS_CONNECTIONS, REDIS_SOCKET_TIMEOUT_S
-
-#: ARGV: for each run, its number of commands, then for each command its argument count, the command and its
-#: arguments. Replies one entry per run: 0, or the error of the run's first failing command (the rest skipped).
-_RUN_ALL = """
-local out = {}
-local i = 1
-while i <= #ARGV do
-  local commands = tonumber(ARGV[i])
-  local failed = false
-  i = i + 1
-  for _ = 1, commands do
-    local n = tonumber(ARGV[i])
-    if not failed then
-      local reply = redis.pcall(unpack(ARGV, i + 1, i + n))
-      if type(reply) == "table" and reply.err then
-        failed = reply.err
-      end
-    end
-    i = i + n + 1
-  end
-  out[#out + 1] = failed or 0
-end
-return out
-"""
-_SHA = hashlib.sha1(_RUN_ALL.encode()).hexdigest()
 
 #: One run waiting for the flush: its ARGV part and its caller's future.
 _Run = tuple[list[object], asyncio.Future[None]]
@@ -73,11 +49,7 @@ class Atomic:
         """Run ``commands`` (each ``(name, *args)``) in order, atomically; raises the first command's error.
 
         The run is sent when this loop iteration ends, with every other run started in it."""
-        part: list[object] = [0]
-        for command in commands:
-            part[0] += 1
-            part.append(len(command))
-            part.extend(command)
+        part = scripts.pack([(list(commands), 0)])
         loop = asyncio.get_running_loop()
         if not self._pending:
             loop.call_soon(self._flush)
@@ -95,12 +67,14 @@ class Atomic:
 
     async def _send(self, runs: list[_Run]) -> None:
         try:
-            failures = await self._call([arg for part, _ in runs for arg in part])
-            for (_, future), failure in zip(runs, failures, strict=True):
+            replies = await self._call([arg for part, _ in runs for arg in part])
+            for (_, future), reply in zip(runs, replies, strict=True):
                 if future.done():
                     continue
-                if failure:
-                    future.set_exception(ResponseError(failure.decode(errors="replace")))
+                try:
+                    scripts.outcome(reply)
+                except ResponseError as error:
+                    future.set_exception(error)
                 else:
                     future.set_result(None)
         except BaseException as exc:  # every caller still waiting hears of it
@@ -115,7 +89,7 @@ class Atomic:
             if cancelled:
                 raise
 
-    async def _call(self, args: list[object]) -> list[int | bytes]:
+    async def _call(self, args: list[object]) -> list[list[object]]:
         if self._slots.locked():  # as the blocking pool: wait a while for a connection, then fail
             try:
                 async with asyncio.timeout(REDIS_SOCKET_TIMEOUT_S):
@@ -128,7 +102,7 @@ class Atomic:
         try:
             # As the client's execute_command: its retry policy, a connection error disconnecting.
             return await connection.retry.call_with_retry(
-                lambda: _evalsha(connection, args), lambda _: connection.disconnect()
+                lambda: scripts.run_on(connection, scripts.COMMANDS, args), lambda _: connection.disconnect()
             )
         finally:
             # redis-py disconnects a connection whose reply was not read (an error, a cancellation); it reconnects
@@ -155,13 +129,3 @@ class Atomic:
         idle, self._idle = self._idle, []
         for connection in idle:
             await connection.disconnect()
-
-
-async def _evalsha(connection: AbstractConnection, args: list[object]) -> list[int | bytes]:
-    # hiredis packs in C what redis-py's asyncio connection packs in Python (its sync one uses hiredis too).
-    await connection.send_packed_command(hiredis.pack_command(("EVALSHA", _SHA, 0, *args)))
-    try:
-        return await connection.read_response()
-    except NoScriptError:  # a new or flushed server: EVAL runs the script and caches it for the next EVALSHA
-        await connection.send_packed_command(hiredis.pack_command(("EVAL", _RUN_ALL, 0, *args)))
-        return await connection.read_response()

@@ -8,6 +8,7 @@ to HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
@@ -19,7 +20,7 @@ from rerank_api.errors import ApiError, ErrorType, responses
 from rerank_api.formats.common import Instruction, MaxChunks
 from rerank_api.limits import check_texts
 from rerank_contract.bulk_jobs import AlreadyDone, BulkJobs, JobState, Status, UnknownJob
-from rerank_contract.jobs import BulkItem, BulkPayload, ScoreMode
+from rerank_contract.jobs import BULK_QUEUE, BulkItem, BulkPayload, ScoreMode
 
 T = TypeVar("T")
 
@@ -42,6 +43,11 @@ class BulkJobRequest(BaseModel):
     )
 
     items: list[BulkItem]
+    model: str | None = Field(
+        None,
+        description="The served model (any of its names, see GET /v1/models); default: the default model. A model "
+        "known but with no live worker is accepted: the job waits for one.",
+    )
     score_mode: ScoreMode = Field(ScoreMode.ACTIVATED, description="`raw` for logits instead of activated scores.")
     instruction: Instruction = None
     max_chunks_per_doc: MaxChunks = None
@@ -65,6 +71,21 @@ async def _call(func: Callable[..., T], *args: object) -> T:
         raise ApiError(ErrorType.QUEUE_UNAVAILABLE, f"Redis unreachable: {exc}") from exc
 
 
+async def _queue(request: Request, requested: str | None) -> str:
+    """The bulk queue of the model ``requested`` names (None: the default), known live or in the last day; the
+    default queue ``rerank-bulk`` when no model is known yet. 404 for an unknown name."""
+    dispatcher = request.app.state.dispatcher
+    model = dispatcher.models().find(requested)
+    if model is None and requested is not None:
+        with contextlib.suppress(ApiError):
+            await dispatcher.route(requested)  # reads Redis again: a worker that has just started is found
+        model = dispatcher.models().find(requested)
+        if model is None and dispatcher.models().all:
+            served = dispatcher.models().served()
+            raise ApiError(ErrorType.MODEL_NOT_FOUND, f"model {requested!r} is not served; {served}")
+    return BULK_QUEUE if model is None else model.bulk_queue
+
+
 async def _bulk_jobs(request: Request) -> BulkJobs:
     return request.app.state.bulk_jobs
 
@@ -78,12 +99,14 @@ router = APIRouter(prefix="/v1/jobs", tags=["bulk jobs"])
     status_code=202,
     response_model=BulkJobAccepted,
     summary="Submit a bulk reranking job",
-    responses=responses(ErrorType.VALIDATION, ErrorType.TOO_LARGE, ErrorType.QUEUE_UNAVAILABLE),
+    responses=responses(
+        ErrorType.VALIDATION, ErrorType.MODEL_NOT_FOUND, ErrorType.TOO_LARGE, ErrorType.QUEUE_UNAVAILABLE
+    ),
 )
 async def submit(body: BulkJobRequest, request: Request, response: Response, bulk_jobs: BulkJobsDep):
     """Queue the items and answer at once with the job's id; poll ``status_url`` for progress and results.
     Accepted even while no worker runs: the job waits in Redis."""
-    payload = BulkPayload(**body.model_dump(exclude_unset=True))
+    payload = BulkPayload(**body.model_dump(exclude_unset=True, exclude={"model"}))
     texts = (text for item in payload.items for text in (item.query, *item.candidates))
     check_texts([*texts, payload.instruction or ""], request.app.state.settings)
     limit = request.app.state.settings.bulk_max_pairs
@@ -91,7 +114,7 @@ async def submit(body: BulkJobRequest, request: Request, response: Response, bul
         raise ApiError(
             ErrorType.TOO_LARGE, f"{payload.pairs} pairs given, at most {limit} per job allowed (RERANK_BULK_MAX_PAIRS)"
         )
-    job_id = await _call(bulk_jobs.submit, payload)
+    job_id = await _call(bulk_jobs.submit, payload, await _queue(request, body.model))
     status_url = request.app.url_path_for("job_state", job_id=job_id)
     response.headers["Location"] = status_url
     return BulkJobAccepted(id=job_id, status="queued", status_url=status_url)

@@ -24,15 +24,16 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.results import Result
 
+from rerank_api import rq_seam
 from rerank_api.atomic import Atomic
 from rerank_api.errors import ApiError, ErrorType
-from rerank_api.monitor import WorkerMonitor
+from rerank_api.models import Model, Models
+from rerank_api.monitor import Snapshot, WorkerMonitor
 from rerank_api.results import ResultReader
 from rerank_contract.defaults import WAIT_SLICE_S
 from rerank_contract.jobs import (
     RERANK_JOB,
     SERIALIZER,
-    SYNC_QUEUE,
     InputTooLong,
     RerankPayload,
     RerankResult,
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 class Dispatcher:
-    """Runs rerank payloads through the sync queue."""
+    """Runs rerank payloads through the sync queue of the model each asks for (:mod:`rerank_api.models`)."""
 
     def __init__(
         self,
@@ -55,6 +56,7 @@ class Dispatcher:
         result_ttl_s: int,
         max_inflight: int,
         max_queue_depth: int,
+        default_model: str | None = None,
     ) -> None:
         self._sync_redis = sync_redis
         self._max_inflight = max_inflight
@@ -64,7 +66,9 @@ class Dispatcher:
         self._monitor = monitor
         self._timeout_s = timeout_s
         self._result_ttl_s = result_ttl_s
-        self._queue = Queue(SYNC_QUEUE, connection=sync_redis, serializer=SERIALIZER)
+        self._default_model = default_model
+        self._queues: dict[str, Queue] = {}
+        self._models: tuple[Snapshot, Models] | None = None
         self.reader = ResultReader(async_redis)
         self._atomic = Atomic(async_redis)
 
@@ -73,31 +77,54 @@ class Dispatcher:
         await self.reader.close()
         await self._atomic.close()
 
-    async def check_can_serve(self) -> None:
-        """Raise (503) when Redis is down or no worker is alive, before anything is enqueued."""
-        snapshot = await self._monitor.confirm_no_worker()
+    def models(self) -> Models:
+        """The models of the monitor's current view."""
+        return self._models_of(self._monitor.snapshot)
+
+    def _models_of(self, snapshot: Snapshot) -> Models:
+        """``Models`` of ``snapshot``, built once per snapshot (a new one every monitor interval), not per request."""
+        if self._models is None or self._models[0] is not snapshot:
+            self._models = (snapshot, Models(snapshot, self._default_model))
+        return self._models[1]
+
+    async def route(self, requested: str | None = None) -> Model:
+        """The live model ``requested`` names (None: the default), or raise (503 Redis down or no worker of it,
+        404 unknown name). A name or worker missing from the view is looked up in Redis again before the answer."""
+
+        def found(snapshot: Snapshot) -> bool:
+            model = self._models_of(snapshot).find(requested)
+            return model is not None and bool(model.workers)
+
+        snapshot = await self._monitor.confirm_no_worker(found)
         if snapshot.redis_error is not None:
             raise ApiError(ErrorType.QUEUE_UNAVAILABLE, snapshot.redis_error)
-        if not snapshot.workers:
-            raise ApiError(ErrorType.NO_WORKER, "no worker is alive: start one with `rerank-server worker`")
+        return self._models_of(snapshot).route(requested)
 
-    def _check_capacity(self) -> None:
-        """429 instead of an ever longer wait: past the in-flight or queue-depth bound, callers back off."""
-        depth = self._monitor.snapshot.queue_depth.get(SYNC_QUEUE, 0)
+    async def check_can_serve(self, model: str | None = None) -> None:
+        """Raise (503) when Redis is down or no worker of ``model`` (None: the default) is alive, before anything
+        is enqueued; 404 for a name no model has."""
+        await self.route(model)
+
+    def _check_capacity(self, model: Model) -> None:
+        """429 instead of an ever longer wait: past the in-flight or the model's queue-depth bound, callers back off."""
+        depth = self._monitor.snapshot.queue_depth.get(model.sync_queue, 0)
         if self.inflight >= self._max_inflight or depth >= self._max_queue_depth:
             raise ApiError(
                 ErrorType.OVERLOADED,
                 f"overloaded: {self.inflight} requests in flight here (max {self._max_inflight}), "
-                f"{depth} jobs queued (max {self._max_queue_depth})",
+                f"{depth} jobs queued (max {self._max_queue_depth}) for model {model.name}",
                 headers={"Retry-After": "1"},
             )
 
-    async def _enqueue(self, payload: RerankPayload) -> tuple[str, asyncio.Future]:
+    async def _enqueue(self, payload: RerankPayload, model: Model) -> tuple[str, asyncio.Future]:
         seconds = math.ceil(self._timeout_s)
-        if not self._queue.redis_server_version:  # RQ asks the server once per queue, with a blocking INFO
-            await asyncio.to_thread(self._queue.get_redis_server_version)
+        queue = self._queues.get(model.sync_queue)
+        if queue is None:  # the model's own queue: only its workers take from it, so batches never mix models
+            queue = Queue(model.sync_queue, connection=self._sync_redis, serializer=SERIALIZER)
+            await asyncio.to_thread(rq_seam.ask_server_version, queue)  # RQ asks once per queue, a blocking INFO
+            self._queues[model.sync_queue] = queue
         buffer = self._sync_redis.pipeline()  # never executed: RQ fills it, the async client sends it
-        job = self._queue.enqueue(
+        job = queue.enqueue(
             RERANK_JOB,
             payload.model_dump(mode="json", exclude_defaults=True),  # default requests stay readable by older workers
             job_timeout=seconds,
@@ -109,7 +136,7 @@ class Dispatcher:
         )
         result = self.reader.expect(job.id)  # before the job exists, so no result can come unseen
         try:
-            await self._atomic.run([*(args for args, _ in buffer.command_stack), *self.reader.wake_commands()])
+            await self._atomic.run([*rq_seam.buffered(buffer), *self.reader.wake_commands()])
         except BaseException:
             self.reader.forget(job.id)
             raise
@@ -121,24 +148,30 @@ class Dispatcher:
         except Exception as exc:  # best effort: the job may have finished or expired meanwhile
             log.debug("could not cancel job %s: %s", job_id, exc)
 
-    async def run(self, payload: RerankPayload, gone: Callable[[], Awaitable[bool]] | None = None) -> RerankResult:
-        """Enqueue ``payload`` and return the worker's result, or raise :class:`ApiError`.
+    async def run(
+        self,
+        payload: RerankPayload,
+        gone: Callable[[], Awaitable[bool]] | None = None,
+        model: str | None = None,
+    ) -> RerankResult:
+        """Enqueue ``payload`` for ``model`` (any of its names; None: the default) and return the worker's result,
+        or raise :class:`ApiError`.
 
         ``gone`` tells whether the client disconnected; it is asked between wait slices, and a
         request whose client left has its job cancelled, so a job not yet started is never computed.
         """
-        await self.check_can_serve()
-        self._check_capacity()
+        routed = await self.route(model)
+        self._check_capacity(routed)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout_s
         self.inflight += 1
         try:
             try:
-                job_id, result = await self._enqueue(payload)
+                job_id, result = await self._enqueue(payload, routed)
             except (RedisError, OSError) as exc:
                 raise ApiError(ErrorType.QUEUE_UNAVAILABLE, f"cannot enqueue: Redis unreachable: {exc}") from exc
             try:
-                return await self._wait(job_id, result, deadline, gone)
+                return await self._wait(job_id, result, deadline, gone, routed.name)
             except BaseException:
                 loop.run_in_executor(None, self._cancel, job_id)
                 raise
@@ -153,6 +186,7 @@ class Dispatcher:
         result: asyncio.Future,
         deadline: float,
         gone: Callable[[], Awaitable[bool]] | None,
+        model: str,
     ) -> RerankResult:
         loop = asyncio.get_running_loop()
         while (remaining := deadline - loop.time()) > 0:
@@ -165,25 +199,23 @@ class Dispatcher:
                 return self._parse(job_id, entry_id, fields)
             if gone is not None and await gone():
                 raise ApiError(ErrorType.CLIENT_CLOSED, f"client disconnected; job {job_id} cancelled")
-            await self._check_still_running(job_id)
+            await self._check_still_running(job_id, model)
         raise ApiError(ErrorType.TIMEOUT, f"no result within {self._timeout_s:g}s (job {job_id})")
 
-    async def _check_still_running(self, job_id: str) -> None:
+    async def _check_still_running(self, job_id: str, model: str) -> None:
         """A started job whose worker died is lost (503 worker_lost); a queued one needs a live worker (503)."""
         try:
-            worker_name = await self._redis.hget(Job.key_for(job_id), "worker_name")
-            if worker_name:
-                name = worker_name.decode()
+            if name := await rq_seam.worker_of(self._redis, job_id):
                 if name in self._monitor.snapshot.alive or await self._redis.exists(worker_key(name)):
                     return
                 raise ApiError(ErrorType.WORKER_LOST, f"worker {name} died while running job {job_id}")
         except (RedisError, OSError) as exc:
             raise ApiError(ErrorType.QUEUE_UNAVAILABLE, f"lost Redis while waiting: {exc}") from exc
-        await self.check_can_serve()
+        await self.check_can_serve(model)
 
     @staticmethod
     def _parse(job_id: str, entry_id: bytes, fields: dict[bytes, bytes]) -> RerankResult:
-        result = Result.restore(job_id, entry_id.decode(), fields, connection=None, serializer=SERIALIZER)  # type: ignore[arg-type]
+        result = rq_seam.parse_result(job_id, entry_id, fields)
         if result.type == Result.Type.SUCCESSFUL:
             return RerankResult.model_validate(result.return_value)
         if (too_long := InputTooLong.find(result.exc_string or "")) is not None:

@@ -23,6 +23,7 @@ class ErrorType(StrEnum):
     INPUT_TOO_LONG = "input_too_long"
     UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"
+    MODEL_NOT_FOUND = "model_not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     CONFLICT = "conflict"
     OVERLOADED = "overloaded"
@@ -41,6 +42,7 @@ STATUS: dict[ErrorType, int] = {
     ErrorType.INPUT_TOO_LONG: 413,
     ErrorType.UNAUTHORIZED: 401,
     ErrorType.NOT_FOUND: 404,
+    ErrorType.MODEL_NOT_FOUND: 404,
     ErrorType.METHOD_NOT_ALLOWED: 405,
     ErrorType.CONFLICT: 409,
     ErrorType.OVERLOADED: 429,
@@ -59,11 +61,12 @@ DESCRIPTION: dict[ErrorType, str] = {
     ErrorType.INPUT_TOO_LONG: "With truncate=false: a (query, text) pair is longer than the model's max length.",
     ErrorType.UNAUTHORIZED: "RERANK_API_KEY is set and the request lacks `Authorization: Bearer <key>` with it.",
     ErrorType.NOT_FOUND: "No such route, or no such job (unknown id, or its results expired).",
+    ErrorType.MODEL_NOT_FOUND: "No served model has the `model` name given; the message lists the served names.",
     ErrorType.METHOD_NOT_ALLOWED: "The route exists, but not for this method; the `Allow` header lists its methods.",
     ErrorType.CONFLICT: "The job is already finished or failed and cannot be cancelled.",
     ErrorType.OVERLOADED: "Too many requests waiting (RERANK_MAX_INFLIGHT, RERANK_MAX_QUEUE_DEPTH); see `Retry-After`.",
     ErrorType.CLIENT_CLOSED: "The client went away before its result was ready; its job was cancelled (never sent).",
-    ErrorType.NO_WORKER: "No worker is alive to run the job.",
+    ErrorType.NO_WORKER: "No worker is alive to run the job (of the model asked for, when several are served).",
     ErrorType.WORKER_LOST: "The worker running the job died before finishing it.",
     ErrorType.QUEUE_UNAVAILABLE: "Redis cannot be reached.",
     ErrorType.TIMEOUT: "The result did not come back within the request timeout.",

@@ -56,8 +56,16 @@ class _SnapshotCollector(Collector):
         workers = GaugeMetricFamily("rerank_workers_alive", "Workers whose heartbeat is fresh.")
         workers.add_metric([], len(snapshot.workers))
         depth = GaugeMetricFamily("rerank_queue_depth", "Jobs waiting in each queue.", labels=["queue"])
-        for queue in QUEUES:
+        for queue in dict.fromkeys([*QUEUES, *snapshot.queue_depth]):  # today's two, then every model's own
             depth.add_metric([queue], snapshot.queue_depth.get(queue, 0))
+        per_model = GaugeMetricFamily(
+            "rerank_model_workers_alive", "Workers whose heartbeat is fresh, per model.", labels=["model"]
+        )
+        counts: dict[str, int] = {}
+        for worker in snapshot.workers:
+            counts[worker.model] = counts.get(worker.model, 0) + 1
+        for model, count in sorted(counts.items()):
+            per_model.add_metric([model], count)
         backend = GaugeMetricFamily(
             "rerank_worker_backend",
             "1 per live worker, labelled with its model, what runs it (RERANK_BACKEND) and the exported file it runs.",
@@ -65,7 +73,7 @@ class _SnapshotCollector(Collector):
         )
         for worker in snapshot.workers:
             backend.add_metric([worker.name, worker.model, worker.backend, worker.backend_file or ""], 1)
-        yield from (redis_up, workers, depth, backend)
+        yield from (redis_up, workers, depth, per_model, backend)
 
 
 def multiprocess_dir() -> str | None:
@@ -140,13 +148,22 @@ class Metrics:
             buckets=_POWERS_OF_TWO,
             registry=r,
         )
+        self.model_latency = Histogram(
+            "rerank_model_request_seconds",
+            "Time from request to result of the rerank calls each model scored (its _count: calls per model).",
+            ["model"],
+            buckets=_SECONDS,
+            registry=r,
+        )
         self.tokens = Counter(
             "rerank_tokens", "Tokens rerank jobs put through the model (template and chunks included).", registry=r
         )
         self.registry.register(_SnapshotCollector(snapshot))
 
-    def observe_job(self, result: RerankResult) -> None:
-        """Record what the worker reported for one finished job."""
+    def observe_job(self, result: RerankResult, total_s: float | None = None) -> None:
+        """Record what the worker reported for one finished job, and the request's time (``total_s``) per model."""
+        if total_s is not None:
+            self.model_latency.labels(result.model).observe(total_s)
         self.queue_wait.observe(result.queue_ms / 1000)
         self.inference.observe(result.inference_ms / 1000)
         if result.batch_jobs is not None:
@@ -160,6 +177,12 @@ class Metrics:
         if self.multiprocess_dir is not None:
             _forget_dead_processes(self.multiprocess_dir)
         return generate_latest(self.registry)
+
+    def model_latency_families(self) -> Iterable[Metric]:
+        """The per-model request histogram as ``/metrics`` shows it (summed over the processes when shared)."""
+        if self._shared is None:
+            return self.model_latency.collect()
+        return [f for f in self._shared.collect() if f.name == "rerank_model_request_seconds"]
 
     def latency_families(self) -> Iterable[Metric]:
         """The request-latency histogram as ``/metrics`` shows it (summed over the processes when shared)."""

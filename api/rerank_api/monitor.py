@@ -14,14 +14,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from rq import Queue
 
-from rerank_contract.jobs import QUEUES, WORKER_KEY_PREFIX, WORKERS_SET, WorkerInfo
+from rerank_api import rq_seam
+from rerank_contract.jobs import (
+    MODEL_KEY_PREFIX,
+    MODELS_SET,
+    QUEUES,
+    WORKER_KEY_PREFIX,
+    WORKERS_SET,
+    ModelRecord,
+    WorkerInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +48,8 @@ class Snapshot:
     queue_depth: dict[str, int] = field(default_factory=dict)
     #: Names in :data:`WORKERS_SET` whose record this API cannot read (left out of ``workers``).
     unreadable: tuple[str, ...] = ()
+    #: Models served in the last day (:data:`MODELS_SET`), live or not.
+    known: tuple[ModelRecord, ...] = ()
 
     @property
     def alive(self) -> frozenset[str]:
@@ -80,19 +91,21 @@ class WorkerMonitor:
             members = sorted(await self._redis.smembers(WORKERS_SET))
             # Keys from the raw member bytes: a name that is not UTF-8 still finds its record.
             records = await self._redis.mget([WORKER_KEY_PREFIX.encode() + m for m in members]) if members else []
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for queue in QUEUES:
-                    pipe.llen(Queue.redis_queue_namespace_prefix + queue)
-                depths = await pipe.execute()
             stale = [m for m, r in zip(members, records, strict=True) if r is None]
             if stale:
                 await self._redis.srem(WORKERS_SET, *stale)
             workers, unreadable = self._read(members, records)
+            queues = list(dict.fromkeys([*QUEUES, *(q for w in workers for q in w.queues)]))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for queue in queues:
+                    pipe.llen(rq_seam.queue_key(queue))
+                depths = await pipe.execute()
             snapshot = Snapshot(
                 redis_error=None,
                 workers=workers,
-                queue_depth=dict(zip(QUEUES, depths, strict=True)),
+                queue_depth=dict(zip(queues, depths, strict=True)),
                 unreadable=unreadable,
+                known=await self._known(),
             )
         except (RedisError, OSError) as exc:
             if self.snapshot.redis_error is None:
@@ -104,14 +117,29 @@ class WorkerMonitor:
         self.snapshot = snapshot
         return snapshot
 
-    async def confirm_no_worker(self) -> Snapshot:
-        """The snapshot, read again now if it shows no worker while Redis answers; concurrent callers share one read.
+    async def _known(self) -> tuple[ModelRecord, ...]:
+        """The models served in the last day; a record that expired leaves the set, an unreadable one is skipped."""
+        names = sorted(await self._redis.smembers(MODELS_SET))
+        records = await self._redis.mget([MODEL_KEY_PREFIX.encode() + n for n in names]) if names else []
+        if expired := [n for n, r in zip(names, records, strict=True) if r is None]:
+            await self._redis.srem(MODELS_SET, *expired)
+        known = []
+        for record in records:
+            try:
+                known.append(ModelRecord.model_validate_json(record))
+            except (ValueError, TypeError):
+                continue
+        return tuple(known)
+
+    async def confirm_no_worker(self, seen: Callable[[Snapshot], bool] = lambda s: bool(s.workers)) -> Snapshot:
+        """The snapshot, read again now if ``seen`` (a worker, by default) is not in it while Redis answers;
+        concurrent callers share one read.
 
         A worker that has just started is in Redis up to one interval before this process's view has it:
-        a 503 "no worker" is only given once Redis itself says so. When Redis is unreachable the last
-        view stands, so that answer stays immediate.
+        a 503 "no worker" (or a 404 for its model's name) is only given once Redis itself says so. When
+        Redis is unreachable the last view stands, so that answer stays immediate.
         """
-        if self.snapshot.workers or self.snapshot.redis_error is not None:
+        if seen(self.snapshot) or self.snapshot.redis_error is not None:
             return self.snapshot
         if self._confirming is None:
             self._confirming = asyncio.ensure_future(self.refresh_or_last())

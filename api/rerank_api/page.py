@@ -22,6 +22,9 @@ from rq import Queue
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
 from rerank_api.deps import MetricsDep, MonitorDep
+from rerank_api.metrics import Metrics
+from rerank_api.models import Models
+from rerank_api.routes import models_health
 from rerank_contract import __version__
 from rerank_contract.bulk_jobs import BulkJobs, UnknownJob
 from rerank_contract.jobs import BULK_QUEUE, SERIALIZER
@@ -49,8 +52,9 @@ async def page() -> FileResponse:
 
 @router.get("/v1/status", summary="What the page at / shows: workers, queues, bulk jobs and traffic totals")
 async def status(request: Request, monitor: MonitorDep, metrics: MetricsDep) -> dict[str, Any]:
-    """Live workers (model, device, jobs done), queue depths, recent bulk jobs with their progress, and the
-    API's running totals of rerank requests and their latency (rates come from two readings' difference)."""
+    """Live workers (model, device, jobs done), the models with their names, workers and queues, queue depths,
+    recent bulk jobs with their progress, the API's running totals of rerank requests and their latency, and per
+    model its calls' latency histogram (rates and quantiles come from two readings' difference)."""
     snapshot = await monitor.refresh_or_last()
     problems = [snapshot.redis_error] if snapshot.redis_error else []
     try:
@@ -66,7 +70,10 @@ async def status(request: Request, monitor: MonitorDep, metrics: MetricsDep) -> 
                     count += sample.value
                 elif sample.name.endswith("_sum"):
                     total += sample.value
+    models = models_health(snapshot, Models(snapshot, request.app.state.settings.default_model))
     return {
+        "models": [m.model_dump(mode="json") for m in models],
+        "model_latency": _model_latency(metrics),
         "version": __version__,
         "at": time.time(),
         "redis": "unreachable" if snapshot.redis_error else "ok",
@@ -77,6 +84,25 @@ async def status(request: Request, monitor: MonitorDep, metrics: MetricsDep) -> 
         "rerank_requests": int(count),
         "rerank_seconds": total,
     }
+
+
+def _model_latency(metrics: Metrics) -> dict[str, dict[str, Any]]:
+    """Per model: the running count and sum of its rerank calls' seconds, and the histogram's cumulative buckets
+    ``[[le, count]]`` in order (``le`` as Prometheus writes it, ``+Inf`` last); the page charts their differences."""
+    out: dict[str, dict[str, Any]] = {}
+    for family in metrics.model_latency_families():
+        for sample in family.samples:
+            entry = out.setdefault(sample.labels.get("model", ""), {"count": 0.0, "sum": 0.0, "buckets": {}})
+            if sample.name.endswith("_bucket"):
+                le = sample.labels["le"]
+                entry["buckets"][le] = entry["buckets"].get(le, 0.0) + sample.value
+            elif sample.name.endswith("_count"):
+                entry["count"] += sample.value
+            elif sample.name.endswith("_sum"):
+                entry["sum"] += sample.value
+    for entry in out.values():
+        entry["buckets"] = sorted(entry["buckets"].items(), key=lambda b: float(b[0]))
+    return out
 
 
 def _bulk_jobs(app: FastAPI) -> list[dict[str, Any]]:

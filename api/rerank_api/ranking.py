@@ -16,7 +16,6 @@ from rerank_api.dispatch import Dispatcher
 from rerank_api.errors import ErrorType
 from rerank_api.limits import check_limits, check_texts
 from rerank_api.metrics import Metrics
-from rerank_api.monitor import WorkerMonitor
 from rerank_contract.jobs import RerankPayload, ScoredIndex
 from rerank_contract.settings import Settings
 
@@ -25,6 +24,7 @@ RERANK_ERRORS = (
     ErrorType.VALIDATION,
     ErrorType.TOO_LARGE,
     ErrorType.NO_WORKER,
+    ErrorType.MODEL_NOT_FOUND,
     ErrorType.WORKER_LOST,
     ErrorType.QUEUE_UNAVAILABLE,
     ErrorType.TIMEOUT,
@@ -57,22 +57,27 @@ class Ranker:
         state = request.app.state  # what create_app put there, read here rather than as sub-dependencies
         self._settings: Settings = state.settings
         self._dispatcher: Dispatcher = state.dispatcher
-        self._monitor: WorkerMonitor = state.monitor
         self._metrics: Metrics = state.metrics
         self._request = request
         self._response = response
         self._started = time.perf_counter()
 
-    async def rank(self, payload: RerankPayload, top_n: int | None = None) -> Ranked:
-        """Score ``payload`` on a worker; an empty candidate list answers at once without a job."""
+    async def rank(self, payload: RerankPayload, top_n: int | None = None, model: str | None = None) -> Ranked:
+        """Score ``payload`` on a worker of ``model`` (any of its names; None: the default model); an empty
+        candidate list answers at once without a job, naming the model it would have gone to."""
         check_limits(payload.query, payload.candidates, self._settings)
         if payload.instruction:
             check_texts([payload.instruction], self._settings)
-        if not payload.candidates:
-            return Ranked(results=[], model=self._model_name(), total_ms=_ms(time.perf_counter() - self._started))
-        result = await self._dispatcher.run(payload, gone=self._request.is_disconnected)
-        self._metrics.observe_job(result)
+        if not payload.candidates:  # no worker needed: named after the model it would have gone to
+            models = self._dispatcher.models()
+            found = models.find(model)
+            if found is None and model is not None and models.all:
+                await self._dispatcher.route(model)  # 404 naming the served ones (or found after all, in Redis)
+            name = found.name if found else model or self._settings.default_model or self._settings.model
+            return Ranked(results=[], model=name, total_ms=_ms(time.perf_counter() - self._started))
+        result = await self._dispatcher.run(payload, gone=self._request.is_disconnected, model=model)
         total_ms = _ms(time.perf_counter() - self._started)
+        self._metrics.observe_job(result, total_ms / 1000)
         self._response.headers.update(
             {
                 "x-queue-time": str(result.queue_ms),
@@ -83,11 +88,6 @@ class Ranker:
         if result.tokens is not None:
             self._response.headers["x-compute-tokens"] = str(result.tokens)  # TEI's header
         return Ranked(results=result.results[:top_n], model=result.model, total_ms=total_ms, tokens=result.tokens)
-
-    def _model_name(self) -> str:
-        """The live workers' model when they agree on one, else the configured one."""
-        models = {w.model for w in self._monitor.snapshot.workers}
-        return models.pop() if len(models) == 1 else self._settings.model
 
 
 async def ranker(request: Request, response: Response) -> Ranker:

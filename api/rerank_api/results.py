@@ -21,8 +21,8 @@ import uuid
 
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
-from rq.results import Result
 
+from rerank_api import rq_seam
 from rerank_contract.defaults import WAIT_SLICE_S, WAKE_STREAM_TTL_S
 
 log = logging.getLogger(__name__)
@@ -51,13 +51,13 @@ class ResultReader:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="result-reader")
         future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
-        self._waiting[Result.get_key(job_id)] = future
+        self._waiting[rq_seam.result_key(job_id)] = future
         self._changed.set()
         return future
 
     def forget(self, job_id: str) -> None:
         """Stop waiting for ``job_id`` (its request ended)."""
-        self._waiting.pop(Result.get_key(job_id), None)
+        self._waiting.pop(rq_seam.result_key(job_id), None)
 
     def wake_commands(self) -> list[tuple[object, ...]]:
         """Commands to send with the next enqueue: a wake-up when the reader is blocked without the new job."""

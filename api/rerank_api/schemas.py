@@ -13,6 +13,17 @@ from rerank_contract.jobs import WorkerInfo
 SERVING_STATUSES = frozenset({"ok", "degraded"})
 
 
+class ModelHealth(BaseModel):
+    """One model known to the API: its names, whether it is the default, its live workers and queues."""
+
+    name: str = Field(description="The canonical name, which answers carry.")
+    served_names: list[str] = Field(description="Every name requests may give in `model`, the canonical first.")
+    default: bool = Field(description="Requests without `model` go to this model.")
+    workers_alive: int
+    workers: list[str] = Field(description="Names of its live workers (details in the top-level `workers`).")
+    queue_depth: dict[str, int] = Field(description="Jobs waiting in its sync and bulk queues.")
+
+
 class HealthResponse(BaseModel):
     """The seed's ``status``/``device``/``model`` plus what an operator needs."""
 
@@ -23,12 +34,14 @@ class HealthResponse(BaseModel):
     problems: list[str] = Field(
         default_factory=list, description="What is wrong, one sentence each; empty when the status is ok."
     )
-    device: str | None = Field(description="Device of the live worker(s); several are comma-separated.")
-    model: str | None = Field(description="Model of the live worker(s); several are comma-separated.")
+    device: str | None = Field(description="Device of the default model's live worker(s); several are comma-separated.")
+    model: str | None = Field(description="The default model's canonical name (what requests without `model` get).")
     backend: str | None = Field(
-        None, description="What runs the model in the live worker(s) (RERANK_BACKEND); several are comma-separated."
+        None,
+        description="What runs the default model in its live worker(s) (RERANK_BACKEND); several are comma-separated.",
     )
     redis: Literal["ok", "unreachable"]
+    instance: str = Field(description="This API's id (`RERANK_INSTANCE`): tells one service from another on a port.")
     workers_alive: int
     queue_depth: dict[str, int] = Field(description="Jobs waiting, per queue.")
     monitor_age_s: float | None = Field(
@@ -43,3 +56,6 @@ class HealthResponse(BaseModel):
         "ignored, not counted as alive.",
     )
     workers: list[WorkerInfo]
+    models: list[ModelHealth] = Field(
+        default_factory=list, description="Every model served now or in the last day, with its live workers."
+    )

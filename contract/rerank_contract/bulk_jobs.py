@@ -16,7 +16,19 @@ from rq import Queue, Retry
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from rerank_contract.jobs import BULK_JOB, BULK_QUEUE, PROGRESS_META, SERIALIZER, BulkPayload, BulkResult, Progress
+from rerank_contract.jobs import (
+    BULK_JOB,
+    BULK_QUEUE,
+    MODEL_KEY_PREFIX,
+    MODELS_SET,
+    PROGRESS_META,
+    SERIALIZER,
+    BulkPayload,
+    BulkResult,
+    ModelRecord,
+    Progress,
+    bulk_queue,
+)
 from rerank_contract.settings import Settings
 
 #: RQ job ids are made of these characters only.
@@ -70,7 +82,6 @@ class BulkJobs:
     ) -> None:
         self._connection = connection
         self._retries = retries
-        self._queue = Queue(BULK_QUEUE, connection=connection, serializer=SERIALIZER)
         self._job_timeout_s = job_timeout_s
         self._result_ttl_s = result_ttl_s
         self._failure_ttl_s = failure_ttl_s
@@ -85,9 +96,12 @@ class BulkJobs:
             retries=settings.bulk_retries,
         )
 
-    def submit(self, payload: BulkPayload) -> str:
-        """Enqueue ``payload``; it stays queued (no TTL) until a worker takes it, and runs again if its worker dies."""
-        job = self._queue.enqueue(
+    def submit(self, payload: BulkPayload, queue_name: str = BULK_QUEUE) -> str:
+        """Enqueue ``payload`` on ``queue_name`` (a model's :func:`~rerank_contract.jobs.bulk_queue`; by default the
+        default model's, ``rerank-bulk``); it stays queued (no TTL) until a worker of the model takes it, and runs
+        again if its worker dies."""
+        queue = Queue(queue_name, connection=self._connection, serializer=SERIALIZER)
+        job = queue.enqueue(
             BULK_JOB,
             payload.model_dump(mode="json", exclude_none=True),  # unset new fields stay readable by older workers
             job_timeout=self._job_timeout_s,
@@ -97,6 +111,20 @@ class BulkJobs:
             description=f"bulk: {len(payload.items)} items, {payload.pairs} pairs",
         )
         return job.id
+
+    def model_queue(self, model: str | None) -> str:
+        """The bulk queue of the model that has ``model`` among its names (None: the default model's,
+        ``rerank-bulk``), from the workers' model records; LookupError naming the known models if none has it."""
+        if model is None:
+            return BULK_QUEUE
+        names = sorted(self._connection.smembers(MODELS_SET))
+        records = self._connection.mget([MODEL_KEY_PREFIX.encode() + n for n in names]) if names else []
+        known = [ModelRecord.model_validate_json(r) for r in records if r]
+        for record in known:
+            if model in record.served_names or model == record.name:
+                return bulk_queue(record.name)
+        listed = ", ".join(r.name for r in known) or "none (no worker has run in the last day)"
+        raise LookupError(f"no model named {model!r} is known to this Redis; known: {listed}")
 
     def fetch(self, job_id: str) -> Job:
         if not JOB_ID.match(job_id):

@@ -66,6 +66,8 @@ PORT = 8080
 #: One: every process costs a core's worth of CPU at load, and on a 2-core host the worker needs them; one
 #: asyncio process already keeps hundreds of requests waiting. More pay off on hosts with cores to spare.
 API_PROCESSES = 1
+#: None: each API process makes up its own id; `up` sets one per run to tell its own API from another on the port.
+INSTANCE = None
 #: A 1000-candidate request takes about 7 s on a 2-core CPU (150 pairs/s); 30 s leaves room for a queue.
 REQUEST_TIMEOUT_S = 30.0
 #: Cohere's recommended maximum of documents per rerank request, so clients written for it fit.
@@ -92,6 +94,11 @@ BULK_FAILURE_TTL_S = 7 * 86400
 BULK_JOB_TIMEOUT_S = 86400
 #: A worker killed mid-job (out of memory, a redeploy) costs a few tries; a job that always fails stops.
 BULK_RETRIES = 3
+#: None: the model RERANK_MODEL names, as given (a hub id or a folder).
+SERVED_MODEL_NAME = None
+#: None: with one model served, that one; with several, the model whose workers were started without a default
+#: (``up`` sets it to its first ``--model`` for every process it starts).
+DEFAULT_MODEL = None
 #: None: no key, as the API listens on loopback only by default (HOST); set one before exposing it.
 API_KEY = None
 
@@ -111,6 +118,10 @@ REDIS_HEALTH_CHECK_INTERVAL_S = 30
 #: ``is_reachable``'s PING: answering at all within a second is what "reachable" means here.
 REDIS_PING_TIMEOUT_S = 1.0
 
+#: A model whose workers all stopped is still known this long (its requests get 503 "no worker", not 404):
+#: a day covers a restart, a redeploy or a night without its machine.
+KNOWN_MODEL_TTL_S = 86400
+
 # --- API (rerank_api) --------------------------------------------------------------------------
 
 #: Longest single XREAD block; also how quickly a dead worker is noticed once its heartbeat expires.
@@ -125,6 +136,12 @@ WAKE_STREAM_TTL_S = 3600
 #: own pool fails past 100 with "Too many connections", which 100 waiting requests used to reach).
 API_REDIS_CONNECTIONS = 64
 
+#: How long the API keeps an idle HTTP keep-alive connection open (uvicorn's own default is 5 s). A server
+#: must outlive its clients' idle pools: one that closes a connection while a client sends its next request on
+#: it makes that request fail (ECONNRESET, httpx's ReadError), and clients keep idle connections longer than
+#: 5 s (aiohttp 15 s, Go 90 s, requests without limit) or, starved of CPU, reuse them late. nginx's default.
+API_KEEP_ALIVE_S = 75
+
 # --- worker (rerank_worker) --------------------------------------------------------------------
 
 #: RQ's worker TTL: a worker that died without cleaning up leaves RQ's registry within a minute. RQ's
@@ -132,8 +149,16 @@ API_REDIS_CONNECTIONS = 64
 WORKER_TTL_S = 60
 #: Job ids taken from the sync queue per round trip while a batch is collected.
 POP_GROUP = 16
+#: An idle worker waits on the sync queue (BLMOVE, woken at once) in slices of this, looking at the bulk queue
+#: between them (no Redis command waits on two lists and moves): an idle worker starts a bulk job within it.
+TAKE_WAIT_S = 1.0
 #: How long one ``execute_job`` keeps feeding the model before RQ's own loop runs its upkeep again.
 PIPELINE_S = 5.0
+#: A worker that lost Redis tries again after this long, doubling with each failed try: a blip costs a quarter second.
+WORKER_RECONNECT_FIRST_S = 0.25
+#: The longest wait between tries, however long Redis stays away: a returning Redis is served again within it
+#: (plus a reconnect), so the API answers 200 again within a few seconds of Redis answering.
+WORKER_RECONNECT_CAP_S = 2.0
 #: How often a worker with RERANK_WORKER_MAX_JOBS / _MAX_MEMORY_MB checks them: a reading of a file, or one query.
 RETIRE_CHECK_S = 1.0
 
@@ -184,3 +209,5 @@ CLIENT_TIMEOUT_S = 60.0
 BULK_POLL_S = 0.5
 #: Items per bulk job submitted by ``rerank-server bulk``: progress per job, and a failure costs one job.
 BULK_ITEMS_PER_JOB = 1000
+#: How long the worker's RQ command-channel thread blocks in one read: a worker stop waits for that read to end.
+PUBSUB_POLL_S = 1.0

@@ -11,6 +11,7 @@ anyone who can write to Redis run code on the worker.
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -25,6 +26,10 @@ SYNC_QUEUE = "rerank"
 BULK_QUEUE = "rerank-bulk"
 #: Queue order is priority order: a worker always drains sync work before bulk work.
 QUEUES = (SYNC_QUEUE, BULK_QUEUE)
+#: A model's own queues are the ones above plus this and its canonical name (``rerank@my-model``): one Redis
+#: serves several models and no job can reach a worker of another model. The default model's workers consume
+#: :data:`QUEUES` first, so clients written for one model (``rerank-bulk``) keep working.
+MODEL_QUEUE_SEPARATOR = "@"
 
 #: Job function that scores one query against its candidates.
 RERANK_JOB = "rerank_worker.jobs.rerank"
@@ -40,6 +45,53 @@ PROGRESS_META = "progress"
 #: and ``WORKERS_SET`` lists the names so readers need no SCAN.
 WORKER_KEY_PREFIX = "rerank:worker:"
 WORKERS_SET = "rerank:workers"
+#: Known-model records: ``MODEL_KEY_PREFIX + canonical name`` holds a :class:`ModelRecord` JSON, rewritten by
+#: every heartbeat of the model's workers with a TTL of ``defaults.KNOWN_MODEL_TTL_S``; ``MODELS_SET`` lists them.
+#: A model known here with no live worker is answered 503 (it is coming back), an unknown name 404.
+MODEL_KEY_PREFIX = "rerank:model:"
+MODELS_SET = "rerank:models"
+
+
+def model_queues(model: str | None = None) -> tuple[str, str]:
+    """The (sync, bulk) queues of the model whose canonical name is ``model``; None: the default model's.
+
+    Direct enqueue for a named model: ``Queue(bulk_queue("my-model"), ...)``; for the default model
+    :data:`BULK_QUEUE` (``rerank-bulk``) keeps working.
+    """
+    if model is None:
+        return QUEUES
+    return (f"{SYNC_QUEUE}{MODEL_QUEUE_SEPARATOR}{model}", f"{BULK_QUEUE}{MODEL_QUEUE_SEPARATOR}{model}")
+
+
+def sync_queue(model: str | None = None) -> str:
+    """The sync queue of ``model`` (its canonical name); None: the default model's (:data:`SYNC_QUEUE`)."""
+    return model_queues(model)[0]
+
+
+def bulk_queue(model: str | None = None) -> str:
+    """The bulk queue of ``model`` (its canonical name); None: the default model's (:data:`BULK_QUEUE`)."""
+    return model_queues(model)[1]
+
+
+def worker_queues(model: str, *, default: bool) -> list[str]:
+    """What a worker of ``model`` consumes, in priority order: sync before bulk; the default model's workers take
+    today's queue names first (where the API sends its requests) and their own names beside them."""
+    sync, bulk = model_queues(model)
+    return [SYNC_QUEUE, sync, BULK_QUEUE, bulk] if default else [sync, bulk]
+
+
+#: What a served model name may hold: what model ids are made of, nothing that breaks a queue name or a list.
+MODEL_NAME = re.compile(r"[A-Za-z0-9._/:@+-]{1,200}")
+
+
+def served_names(value: str) -> list[str]:
+    """The names of ``RERANK_SERVED_MODEL_NAME`` (comma-separated, the first canonical), or ValueError."""
+    names = [name.strip() for name in value.split(",")]
+    if not names or any(not MODEL_NAME.fullmatch(name) for name in names):
+        raise ValueError(
+            f"served model names must be comma-separated names of letters, digits and ._/:@+- (got {value!r})"
+        )
+    return list(dict.fromkeys(names))
 
 
 def valid_unicode(value: Any) -> Any:
@@ -208,11 +260,36 @@ class WorkerInfo(BaseModel):
     reaper_swept_at: float | None = Field(
         None, description="Unix time of this worker's last successful reaper sweep; None before the first."
     )
+    served_names: list[str] | None = Field(
+        None, description="The names requests may give for this model, the canonical one (``model``) first."
+    )
+    source: str | None = Field(None, description="What the worker loaded: RERANK_MODEL, a hub id or a folder.")
+    default: bool | None = Field(
+        None, description="Whether this worker serves the default model, consuming today's queues too."
+    )
+
+    @property
+    def names(self) -> list[str]:
+        """Every name of this worker's model, the canonical one first (just ``model`` for older workers)."""
+        return self.served_names or [self.model]
+
+
+class ModelRecord(BaseModel):
+    """A model's names, as its workers last published them: kept a day after the last worker stopped."""
+
+    name: str = Field(description="The canonical name: what answers carry and the model's queues are named by.")
+    served_names: list[str]
+    last_seen: float
 
 
 def worker_key(name: str) -> str:
     """Redis key of one worker's heartbeat record."""
     return WORKER_KEY_PREFIX + name
+
+
+def model_key(name: str) -> str:
+    """Redis key of one model's :class:`ModelRecord`."""
+    return MODEL_KEY_PREFIX + name
 
 
 def rank(scores: list[float]) -> list[ScoredIndex]:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rerank_contract import defaults
+from rerank_contract.jobs import served_names
 
 #: The default model; its reason is in :mod:`rerank_contract.defaults`.
 DEFAULT_MODEL = defaults.MODEL
@@ -30,6 +31,12 @@ class Settings(BaseSettings):
         description="Redis holding the queues; redis://, rediss:// (TLS) and passwords in the URL work.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = defaults.LOG_LEVEL
+    default_model: str | None = Field(
+        defaults.DEFAULT_MODEL,
+        description="The model that requests without `model` get (any of its served names), whose workers also "
+        "consume the queues `rerank`/`rerank-bulk`. Unset: the only model served; give it to the API and every worker "
+        "when several models are served.",
+    )
     redis_dir: str = Field(
         defaults.REDIS_DIR,
         description="Where the Redis that `up` or `launchd --with-redis` starts keeps its append-only file.",
@@ -37,6 +44,11 @@ class Settings(BaseSettings):
 
     # --- worker / model runtime ----------------------------------------------------------------
     model: str = Field(defaults.MODEL, description="Hugging Face id or local folder of a CrossEncoder.")
+    served_model_name: str | None = Field(
+        defaults.SERVED_MODEL_NAME,
+        description="Comma-separated names requests may give in `model` for this worker's model; the first is the "
+        "canonical one answers carry. Default: RERANK_MODEL as given.",
+    )
     device: str = Field(
         defaults.DEVICE, description="auto (mps, then cuda, then cpu), or a torch device: cpu, cuda:0, mps."
     )
@@ -121,6 +133,11 @@ class Settings(BaseSettings):
         ge=1,
         description="`rerank-server api` serves the port from this many processes, each with its own monitor.",
     )
+    instance: str | None = Field(
+        defaults.INSTANCE,
+        description="The id `GET /health` reports as `instance`; `up` sets one per run so it announces only its "
+        "own API. Default: a new id per API process.",
+    )
     request_timeout_s: float = Field(
         defaults.REQUEST_TIMEOUT_S, gt=0, description="Longest wait for a result before a 504."
     )
@@ -159,6 +176,18 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         defaults.API_KEY, description="When set, every endpoint but /health needs `Authorization: Bearer <key>`."
     )
+
+    @field_validator("served_model_name")
+    @classmethod
+    def _names(cls, value: str | None) -> str | None:
+        if value is not None:
+            served_names(value)  # ValueError names the problem
+        return value
+
+    def served_names(self, loaded: str) -> list[str]:
+        """This worker's model names, the canonical first: RERANK_SERVED_MODEL_NAME, else ``loaded`` (the name the
+        scorer gives what it loaded: RERANK_MODEL as given)."""
+        return served_names(self.served_model_name) if self.served_model_name else [loaded]
 
     @model_validator(mode="after")
     def _heartbeat_outlives_interval(self) -> Settings:

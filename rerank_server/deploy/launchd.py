@@ -26,8 +26,8 @@ import httpx
 from rerank_contract import defaults
 from rerank_contract.settings import Settings
 from rerank_server.deploy import plists
-from rerank_server.deploy.plists import SERVICES, Layout, label
-from rerank_server.up import find_redis_server
+from rerank_server.deploy.plists import SERVICES, Layout, installed, label, ordered
+from rerank_server.up import ModelSpec, find_redis_server, model_specs
 
 
 class DeployError(RuntimeError):
@@ -81,8 +81,9 @@ def install(
     with_redis: bool,
     dry_run: bool,
     out: Callable[[str], None] = print,
+    models: list[ModelSpec] | None = None,
 ) -> int:
-    """Write the agents' plists and (re)load them: Redis first, then the worker, then the API."""
+    """Write the agents' plists and (re)load them: Redis first, then the workers (one per model), then the API."""
     redis_server = None
     if with_redis:
         redis_server = find_redis_server()
@@ -95,6 +96,7 @@ def install(
         layout=layout,
         extra_env=extra_env,
         redis_server=redis_server,
+        models=models,
     )
     conf = plists.redis_conf(settings.redis_url, layout.redis_dir(settings)) if with_redis else None
     if dry_run:
@@ -109,10 +111,12 @@ def install(
     launchctl = Launchctl()
     layout.logs_dir.mkdir(parents=True, exist_ok=True)
     layout.agents_dir.mkdir(parents=True, exist_ok=True)
-    for name in reversed(documents):
+    for name in reversed(ordered(set(documents) | set(installed(layout)))):
         if launchctl.info(label(name)) is not None:
             out(f"{label(name)}: loaded, booting it out first")
             launchctl.bootout(label(name), timeout_s=defaults.WORKER_EXIT_TIMEOUT_S + 10)
+        if name not in documents:  # a worker agent of a model no longer installed
+            layout.plist_path(name).unlink(missing_ok=True)
     if conf is not None:
         layout.redis_dir(settings).mkdir(parents=True, exist_ok=True, mode=0o700)
         _write_private(layout.redis_conf, conf.encode())
@@ -128,7 +132,7 @@ def install(
 def uninstall(*, layout: Layout, out: Callable[[str], None] = print) -> int:
     """Unload every agent this command installs and delete its plist; the logs stay."""
     launchctl = Launchctl()
-    for name in reversed(SERVICES):
+    for name in reversed(ordered(set(SERVICES) | set(installed(layout)))):
         if launchctl.info(label(name)) is not None:
             launchctl.bootout(label(name), timeout_s=defaults.WORKER_EXIT_TIMEOUT_S + 10)
             out(f"{label(name)}: booted out")
@@ -148,11 +152,11 @@ def status(*, layout: Layout, out: Callable[[str], None] = print) -> int:
     """
     launchctl = Launchctl()
     healthy = True
-    installed = [name for name in SERVICES if layout.plist_path(name).exists()]
-    if not installed:
+    agents = installed(layout)
+    if not agents:
         out(f"no agents installed in {layout.agents_dir}: run rerank-server launchd install")
         return 1
-    for name in installed:
+    for name in agents:
         info = launchctl.info(label(name))
         if info is None:
             out(f"{label(name)}: installed but not loaded")
@@ -164,7 +168,7 @@ def status(*, layout: Layout, out: Callable[[str], None] = print) -> int:
             line += f" (cannot start: see {layout.logs_dir / (name + '.stderr.log')})"
         out(line)
         healthy = healthy and state == "running"
-    if "api" in installed:
+    if "api" in agents:
         healthy = _report_health(layout.plist_path("api"), out) and healthy
     return 0 if healthy else 1
 
@@ -212,6 +216,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 extra_env=_parse_env(args.env),
                 with_redis=args.with_redis,
                 dry_run=args.dry_run,
+                models=model_specs(args.models, settings) if args.models else None,
             )
         if args.action == "uninstall":
             return uninstall(layout=layout)

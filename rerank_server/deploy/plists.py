@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 from rerank_contract.defaults import THROTTLE_INTERVAL_S, WORKER_EXIT_TIMEOUT_S
 from rerank_contract.settings import Settings, settings_env
 from rerank_server.deploy import redis_store
+from rerank_server.up import ModelSpec, worker_envs
 
 LABEL_PREFIX = "com.rerank-server."
 #: Load order; unload in reverse.
@@ -26,6 +27,25 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 def label(service: str) -> str:
     return f"{LABEL_PREFIX}{service}"
+
+
+def is_worker(service: str) -> bool:
+    """``worker`` (the first model's), ``worker-2``, ``worker-3``, ... (one agent per further model)."""
+    return service == "worker" or service.startswith("worker-")
+
+
+def ordered(services: list[str] | set[str]) -> list[str]:
+    """Load order: Redis, the workers (the first model's first), the API; unload in reverse."""
+    workers = sorted((s for s in services if is_worker(s)), key=lambda s: (s != "worker", len(s), s))
+    return [s for s in ("redis", *workers, "api") if s in services]
+
+
+def installed(layout: Layout) -> list[str]:
+    """The services whose plists this command wrote, in load order."""
+    found = {
+        p.name.removeprefix(LABEL_PREFIX).removesuffix(".plist") for p in layout.agents_dir.glob(f"{LABEL_PREFIX}*")
+    }
+    return ordered({s for s in found if s in SERVICES or is_worker(s)})
 
 
 @dataclass(frozen=True)
@@ -73,7 +93,7 @@ def service_plist(
         "StandardOutPath": str(layout.logs_dir / f"{service}.stdout.log"),
         "StandardErrorPath": str(layout.logs_dir / f"{service}.stderr.log"),
     }
-    if service == "worker":
+    if is_worker(service):
         plist["ExitTimeOut"] = WORKER_EXIT_TIMEOUT_S
     return plist
 
@@ -105,18 +125,25 @@ def build(
     layout: Layout,
     extra_env: dict[str, str],
     redis_server: str | None = None,
+    models: list[ModelSpec] | None = None,
 ) -> dict[str, dict[str, object]]:
-    """The plists by service name; Redis is included when ``redis_server`` (its binary) is given."""
+    """The plists by service name; Redis is included when ``redis_server`` (its binary) is given. With several
+    ``models`` (``--model``, repeated), one worker agent each (``worker``, ``worker-2``, ...), the first the default."""
     env = {
         "PATH": f"{Path(python).parent}:{SYSTEM_PATH}",
         "PYTHONUNBUFFERED": "1",  # log lines reach the files as they happen
         **settings_env(settings, only_set=True),  # given ones only: defaults stay with the code
         **extra_env,
     }
+    envs = worker_envs(env, models, settings.default_model) if models else [env]
+    program = [python, "-m", "rerank_server"]
     plists = {
-        name: service_plist(name, [python, "-m", "rerank_server", name], workdir=workdir, env=env, layout=layout)
-        for name in ("worker", "api")
+        "worker" if i == 0 else f"worker-{i + 1}": service_plist(
+            "worker" if i == 0 else f"worker-{i + 1}", [*program, "worker"], workdir=workdir, env=own, layout=layout
+        )
+        for i, own in enumerate(envs)
     }
+    plists["api"] = service_plist("api", [*program, "api"], workdir=workdir, env=envs[0], layout=layout)
     if redis_server is not None:
         plists["redis"] = service_plist(
             "redis",
@@ -125,4 +152,4 @@ def build(
             env={"PATH": SYSTEM_PATH},
             layout=layout,
         )
-    return {name: plists[name] for name in SERVICES if name in plists}
+    return {name: plists[name] for name in ordered(set(plists))}

@@ -82,7 +82,7 @@ class SyncBatches:
         self._worker = worker
         self._scorer = scorer
         self.queue = queue
-        self._source = batching.QueueSource(queue, worker.job_class)
+        self._source = batching.QueueSource(queue, worker.job_class, worker.name)
         self.budget = batching.PairBudget(max_batch_pairs, max_batch_s=max_batch_s, min_pairs=min_batch_pairs)
         self.done = 0
         self.failed = 0

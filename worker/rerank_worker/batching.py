@@ -17,9 +17,9 @@ from typing import Protocol
 
 from rq import Queue
 from rq.job import Job
-from rq.utils import as_text
 
 from rerank_contract.defaults import POP_GROUP
+from rerank_worker import taking
 
 
 class PairBudget:
@@ -54,7 +54,7 @@ class JobSource(Protocol):
     """The front of one queue."""
 
     def pop(self, count: int) -> list[str]:
-        """Up to ``count`` job ids from the front, without blocking."""
+        """Up to ``count`` job ids from the front, without blocking, each kept where a dead taker's are found."""
         ...
 
     def fetch(self, ids: list[str]) -> list[Job | None]:
@@ -62,26 +62,35 @@ class JobSource(Protocol):
         ...
 
     def push_back(self, ids: list[str]) -> None:
-        """Put ``ids`` back at the front, in their order."""
+        """Put taken ``ids`` back at the front, in their order."""
+        ...
+
+    def drop(self, ids: list[str]) -> None:
+        """Forget taken ``ids`` that will not run (expired or cancelled)."""
         ...
 
 
 class QueueSource:
-    """A :class:`JobSource` over an RQ queue's Redis list."""
+    """A :class:`JobSource` over an RQ queue's Redis list, taking into the worker's own list
+    (:mod:`rerank_worker.taking`), from which starting a job moves it into RQ's started registry."""
 
-    def __init__(self, queue: Queue, job_class: type[Job]) -> None:
+    def __init__(self, queue: Queue, job_class: type[Job], taker: str) -> None:
         self._queue = queue
         self._job_class = job_class
+        self._taker = taker
 
     def pop(self, count: int) -> list[str]:
-        return [as_text(i) for i in self._queue.connection.lpop(self._queue.key, count) or []]
+        found = taking.take(self._queue.connection, self._taker, [self._queue.key], count)
+        return [] if found is None else found[1]
 
     def fetch(self, ids: list[str]) -> list[Job | None]:
         return self._job_class.fetch_many(ids, connection=self._queue.connection, serializer=self._queue.serializer)
 
     def push_back(self, ids: list[str]) -> None:
-        if ids:
-            self._queue.connection.lpush(self._queue.key, *reversed(ids))
+        taking.put_back(self._queue.connection, self._taker, self._queue.key, ids)
+
+    def drop(self, ids: list[str]) -> None:
+        taking.drop(self._queue.connection, self._taker, ids)
 
 
 def collect(
@@ -103,15 +112,20 @@ def collect(
         ids = source.pop(POP_GROUP)
         if not ids:
             break
-        for index, job in enumerate(source.fetch(ids)):
-            if taken >= room:
-                source.push_back(ids[index:])
-                return taken, None
-            if job is None or skip(job):  # expired or cancelled while queued: its caller gave up
-                continue
-            pairs = join(job)
-            if pairs is None:
-                source.push_back(ids[index + 1 :])
-                return taken, job
-            taken += pairs
+        gone: list[str] = []
+        try:
+            for index, job in enumerate(source.fetch(ids)):
+                if taken >= room:
+                    source.push_back(ids[index:])
+                    return taken, None
+                if job is None or skip(job):  # expired or cancelled while queued: its caller gave up
+                    gone.append(ids[index])
+                    continue
+                pairs = join(job)
+                if pairs is None:
+                    source.push_back(ids[index + 1 :])
+                    return taken, job
+                taken += pairs
+        finally:
+            source.drop(gone)
     return taken, None

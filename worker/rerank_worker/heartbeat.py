@@ -1,20 +1,23 @@
 """The worker's own liveness record, independent of RQ's minutes-long worker TTLs.
 
 A thread with its own Redis connection rewrites ``rerank:worker:<name>`` every
-``heartbeat_interval_s`` with a TTL of ``heartbeat_ttl_s``. While a job runs, RQ's SimpleWorker
-sends no heartbeats, but this thread keeps going (torch releases the GIL), so the API can tell a
-busy worker from a dead one within seconds.
+``heartbeat_interval_s`` with a TTL of ``heartbeat_ttl_s`` (and its model's
+:class:`~rerank_contract.jobs.ModelRecord`, kept a day, so the API tells a model that is down from an unknown
+name). While a job runs, RQ's SimpleWorker sends no heartbeats, but this thread keeps going (torch releases
+the GIL), so the API can tell a busy worker from a dead one within seconds.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from redis import Redis
 
-from rerank_contract.jobs import WORKERS_SET, WorkerInfo, worker_key
+from rerank_contract.defaults import KNOWN_MODEL_TTL_S
+from rerank_contract.jobs import MODELS_SET, WORKERS_SET, ModelRecord, WorkerInfo, model_key, worker_key
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,9 @@ class Heartbeat:
             with self._connection.pipeline(transaction=False) as pipe:
                 pipe.set(worker_key(info.name), info.model_dump_json(), px=self._ttl_ms)
                 pipe.sadd(WORKERS_SET, info.name)
+                record = ModelRecord(name=info.model, served_names=info.names, last_seen=time.time())
+                pipe.set(model_key(info.model), record.model_dump_json(), ex=KNOWN_MODEL_TTL_S)
+                pipe.sadd(MODELS_SET, info.model)
                 pipe.execute()
         except Exception as exc:
             if not self._failing:

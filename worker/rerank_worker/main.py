@@ -3,7 +3,8 @@
 SIGTERM once finishes the job in hand and exits; twice stops at once (RQ's two-step shutdown).
 Start-up failures (model cannot load, Redis unreachable) exit with :data:`EXIT_STARTUP_FAILED`
 so a supervisor can tell "cannot start" from "crashed". Once started, a Redis outage does not end
-the process: the RQ loop is restarted with backoff, the model stays loaded. Two threads run beside
+the process: the RQ loop is restarted once Redis answers (:mod:`rerank_worker.reconnect`: capped back-off, a log line
+when Redis goes and one when it is back), same process, the model kept. Two threads run beside
 the RQ loop: the heartbeat (liveness for the API) and the reaper (jobs of dead workers back to RQ);
 a third, with ``RERANK_WORKER_MAX_JOBS`` or ``RERANK_WORKER_MAX_MEMORY_MB``, retires the worker
 (:mod:`rerank_worker.retire`: it finishes the job in hand and exits 0, for its supervisor to replace).
@@ -11,6 +12,7 @@ a third, with ``RERANK_WORKER_MAX_JOBS`` or ``RERANK_WORKER_MAX_MEMORY_MB``, ret
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -26,14 +28,16 @@ from rq import Queue
 from rq.exceptions import StopRequested
 
 from rerank_contract.defaults import EXIT_STARTUP_FAILED, RETIRE_CHECK_S, WORKER_TTL_S
-from rerank_contract.jobs import QUEUES, SERIALIZER, WorkerInfo
+from rerank_contract.jobs import SERIALIZER, WorkerInfo
 from rerank_contract.redis_conn import connect
 from rerank_contract.settings import Settings
-from rerank_worker import model_source, rq_seam, scheduling, scoring
+from rerank_worker import model_source, rq_seam, scheduling, scoring, taking
 from rerank_worker.heartbeat import Heartbeat
 from rerank_worker.reaper import Reaper
+from rerank_worker.reconnect import Reconnect, quiet_rq_retries
 from rerank_worker.retire import Retirement, resident_bytes
 from rerank_worker.scoring import Scorer
+from rerank_worker.served import Served, default_clash, every_queue
 from rerank_worker.worker import RerankWorker
 
 log = logging.getLogger("rerank_worker")
@@ -55,6 +59,11 @@ def run(settings: Settings) -> int:
     except Exception as exc:
         log.error("cannot reach Redis at %s: %s", settings.redis_url, exc)
         return EXIT_STARTUP_FAILED
+    served = Served.from_settings(settings, scorer.model_name)
+    scorer.model_name = served.name  # answers carry the canonical name
+    if (clash := default_clash(connection, served)) is not None:
+        log.error("%s", clash)
+        return EXIT_STARTUP_FAILED
     model_thread = scheduling.model_thread(scorer.device)
 
     def ready() -> str | None:
@@ -70,11 +79,15 @@ def run(settings: Settings) -> int:
         return EXIT_STARTUP_FAILED
     if tuned:
         log.info("%s", tuned)
-    workers = _WorkerFactory(settings, connection, scorer, model_thread)
+    workers = _WorkerFactory(settings, connection, scorer, model_thread, served.queues)
     worker = workers.new()
 
     reaper_connection = connect(settings.redis_url, socket_timeout=5.0)
-    reaper = Reaper(reaper_connection, _queues(reaper_connection), grace_s=settings.heartbeat_ttl_s)
+    reaper = Reaper(
+        reaper_connection,
+        lambda: _queues(reaper_connection, every_queue(reaper_connection)),
+        grace_s=settings.heartbeat_ttl_s,
+    )
     started_at = time.time()
 
     def info() -> WorkerInfo:
@@ -89,12 +102,15 @@ def run(settings: Settings) -> int:
             backend_file=scorer.backend_file,
             max_length=scorer.max_length,
             batch_size=scorer.batch_size,
-            queues=list(QUEUES),
+            queues=served.queues,
             started_at=started_at,
             model_loads=type(scorer).loads,
             jobs_done=workers.jobs_done + worker.jobs_done,
             jobs_failed=workers.jobs_failed + worker.jobs_failed,
             reaper_swept_at=reaper.swept_at,
+            served_names=served.names,
+            source=settings.model,
+            default=served.default,
         )
 
     heartbeat = Heartbeat(
@@ -118,29 +134,76 @@ def run(settings: Settings) -> int:
         threading.Thread(
             target=retirement.run, args=(RETIRE_CHECK_S, stopped), name="rerank-retire", daemon=True
         ).start()
-    log.info("worker %s serving %s with %s on %s", worker.name, ", ".join(QUEUES), scorer.model_name, scorer.device)
-    backoff = 0.5
+    log.info(
+        "worker %s serving %s with %s (%s) on %s",
+        worker.name,
+        ", ".join(served.queues),
+        settings.model,
+        ", ".join(served.names),
+        scorer.device,
+    )
+    link = Reconnect()
+    quiet_rq_retries()
     try:
         while True:
             try:
                 worker.work(logging_level=settings.log_level)
                 reason = "the worker loop ended"
             except RedisError as exc:
-                reason = str(exc)
+                reason = f"{type(exc).__name__}: {exc}"
             if worker.stopping:  # SIGTERM: RQ finished the job in hand
                 break
-            # Redis went away (RQ quits its loop on some connection errors): keep the model, start a new loop.
-            backoff = min(backoff * 2, 5.0)
-            log.warning("lost Redis (%s): reconnecting in %.0f s", reason, backoff)
-            time.sleep(backoff)
+            # Redis went away: keep the model, and a new RQ worker (a fresh name) once Redis answers.
+            fresh = _reconnect(
+                workers, link, worker.lost_redis or reason, stopping=functools.partial(_stopping, worker)
+            )
+            if fresh is None:
+                break
             workers.retire(worker)
-            worker = workers.new()
+            worker = fresh
     except StopRequested:
         pass
     finally:
         stopped.set()
+        _give_back_taken(reaper_connection, worker.name, served.queues)
         heartbeat.stop()
     return 0
+
+
+def _give_back_taken(connection: Redis, taker: str, queues: list[str]) -> None:
+    """At exit, any job this worker took but did not start goes back to its queue (normally there is none)."""
+    try:
+        if ids := taking.give_back(
+            connection, taker, {name: Queue(name, connection=connection).key for name in queues}
+        ):
+            log.info("gave back %d jobs taken but not started", len(ids))
+    except RedisError as exc:  # Redis is away: the reaper of another worker gives them back
+        log.warning("could not give back the jobs taken but not started: %s", exc)
+
+
+def _stopping(worker: RerankWorker) -> bool:
+    return worker.stopping
+
+
+def _reconnect(
+    workers: _WorkerFactory, link: Reconnect, reason: str, *, stopping: Callable[[], bool]
+) -> RerankWorker | None:
+    """A new RQ worker, built once Redis answers (RQ's worker talks to Redis as it is made), however long that
+    takes; None if a stop was requested meanwhile. Waits by :class:`Reconnect`'s capped back-off."""
+    delay = link.lost(reason)
+    while True:
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline:  # in slices, so a SIGTERM meanwhile ends the wait
+            if stopping():
+                return None
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        try:
+            fresh = workers.new()
+        except RedisError as exc:
+            delay = link.lost(f"{type(exc).__name__}: {exc}")
+            continue
+        link.back()
+        return fresh
 
 
 def _memory(scorer: Scorer, model_thread: ThreadPoolExecutor | None) -> Callable[[], int]:
@@ -157,17 +220,23 @@ def _memory(scorer: Scorer, model_thread: ThreadPoolExecutor | None) -> Callable
     return measure
 
 
-def _queues(connection: Redis) -> list[Queue]:
-    return [Queue(name, connection=connection, serializer=SERIALIZER, job_class=rq_seam.RerankJob) for name in QUEUES]
+def _queues(connection: Redis, names: list[str]) -> list[Queue]:
+    return [Queue(name, connection=connection, serializer=SERIALIZER, job_class=rq_seam.RerankJob) for name in names]
 
 
 class _WorkerFactory:
     """New RQ workers for the one resident model, each under a fresh name (RQ refuses to reuse a live one)."""
 
     def __init__(
-        self, settings: Settings, connection: Redis, scorer: Scorer, model_thread: ThreadPoolExecutor | None
+        self,
+        settings: Settings,
+        connection: Redis,
+        scorer: Scorer,
+        model_thread: ThreadPoolExecutor | None,
+        queue_names: list[str],
     ) -> None:
         self._settings = settings
+        self._queue_names = queue_names
         self._connection = connection
         self._scorer = scorer
         self._model_thread = model_thread
@@ -176,7 +245,7 @@ class _WorkerFactory:
 
     def new(self) -> RerankWorker:
         return RerankWorker(
-            _queues(self._connection),
+            _queues(self._connection, self._queue_names),
             name=f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}",
             connection=self._connection,
             serializer=SERIALIZER,

@@ -5,9 +5,10 @@ a minute, or a day for bulk jobs). Every worker here keeps a short-lived heartbe
 job whose worker's record has been gone for ``grace_s`` is abandoned: the reaper hands its registry
 entry to RQ's own clean-up, which re-enqueues jobs that have retries left (bulk jobs are submitted
 with some) and fails the others (a sync request's caller has already been answered 503 by then).
-An abandoned job that asks for what this service refuses (callbacks, webhooks, ...) is failed with
-that reason instead, so it is not run again. The queues must use :class:`~rerank_worker.rq_seam.RerankJob`,
-so RQ's clean-up imports no callback.
+Jobs a dead worker took off a queue but never started (:mod:`rerank_worker.taking`) go back to the head
+of their queue after the same grace. An abandoned job that asks for what this service refuses (callbacks,
+webhooks, ...) is failed with that reason instead, so it is not run again. The queues must use
+:class:`~rerank_worker.rq_seam.RerankJob`, so RQ's clean-up imports no callback.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
-from rq.job import Job
 
 from rerank_contract.jobs import worker_key
-from rerank_worker import admission, rq_seam
+from rerank_worker import admission, rq_seam, taking
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +33,10 @@ log = logging.getLogger(__name__)
 class Reaper:
     """Call :meth:`sweep` every few seconds, from any number of workers; :attr:`swept_at` says when it last worked."""
 
-    def __init__(self, connection: Redis, queues: list[Queue], *, grace_s: float) -> None:
-        if any(q.job_class is not rq_seam.RerankJob for q in queues):
-            raise TypeError("the reaper's queues must use RerankJob, so RQ's clean-up imports no callback")
+    def __init__(self, connection: Redis, queues: list[Queue] | Callable[[], list[Queue]], *, grace_s: float) -> None:
         self._connection = connection
-        self._queues = queues
+        self._queues = queues if callable(queues) else lambda: queues
+        self._checked(self._queues())
         self._grace_s = grace_s
         self._orphaned_since: dict[str, float] = {}
         #: Unix time of the last sweep that completed, None before the first.
@@ -46,7 +47,7 @@ class Reaper:
         now = time.monotonic()
         reaped: list[str] = []
         seen: set[str] = set()
-        for queue in self._queues:
+        for queue in self._checked(self._queues()):  # every model's queues: any live worker hands back any job
             registry = queue.started_job_registry
             expired = []
             for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
@@ -74,13 +75,35 @@ class Reaper:
                         "job %s was held by a dead worker: handed back to RQ (re-run if it has retries left)",
                         entry.split(":", 1)[0],
                     )
+        reaped += self._give_back_taken(now, seen)
         self._orphaned_since = {k: v for k, v in self._orphaned_since.items() if k in seen and k not in reaped}
         self.swept_at = time.time()
         return reaped
 
+    def _give_back_taken(self, now: float, seen: set[str]) -> list[str]:
+        """Jobs taken but never started by workers silent for ``grace_s``: back at the head of their queues."""
+        back: list[str] = []
+        for taker in taking.dead_takers(self._connection):
+            mark = f"taker:{taker}"
+            seen.add(mark)
+            if now - self._orphaned_since.setdefault(mark, now) < self._grace_s:
+                continue
+            ids = taking.give_back(self._connection, taker, {q.name: q.key for q in self._queues()})
+            if ids:
+                log.warning("%d jobs taken by dead worker %s, never started: back in their queues", len(ids), taker)
+            self._orphaned_since.pop(mark, None)
+            back += ids
+        return back
+
+    @staticmethod
+    def _checked(queues: list[Queue]) -> list[Queue]:
+        if any(q.job_class is not rq_seam.RerankJob for q in queues):
+            raise TypeError("the reaper's queues must use RerankJob, so RQ's clean-up imports no callback")
+        return queues
+
     def _orphaned(self, job_id: str) -> bool:
-        worker = self._connection.hget(Job.key_for(job_id), "worker_name")
-        return bool(worker) and not self._connection.exists(worker_key(worker.decode()))
+        worker = rq_seam.worker_of(self._connection, job_id)
+        return worker is not None and not self._connection.exists(worker_key(worker))
 
     def run(self, interval_s: float, stopped: threading.Event) -> None:
         """The reaper's thread body: sweep every ``interval_s`` until ``stopped``; errors are logged, never fatal
@@ -89,6 +112,10 @@ class Reaper:
         while not stopped.wait(interval_s):
             try:
                 self.sweep()
+            except RedisError as exc:  # an outage: one line, no traceback
+                if not failing:
+                    log.warning("reaper cannot sweep, will keep trying: %s", exc)
+                failing = True
             except Exception:
                 if not failing:
                     log.exception("reaper cannot sweep, will keep trying")

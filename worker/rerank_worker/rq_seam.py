@@ -15,9 +15,9 @@ class has none of either, whatever its hash says (jobs that ask for them are ref
 
 from __future__ import annotations
 
-import hashlib
-import inspect
+import contextlib
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,8 +25,9 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
-from redis.exceptions import NoScriptError
+from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
+from rq.exceptions import DequeueTimeout
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
@@ -34,6 +35,14 @@ from rq.results import Result
 from rq.timeouts import BaseDeathPenalty, JobTimeoutException
 from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
+
+from rerank_contract import scripts
+from rerank_contract.defaults import TAKE_WAIT_S
+from rerank_contract.rq_surface import Member
+from rerank_worker import faults, taking
+
+#: The job-hash field where RQ's start of a job (``Job.prepare_for_execution``) writes its worker's name.
+WORKER_NAME_FIELD = "worker_name"
 
 #: An exception as ``sys.exc_info()`` gives it.
 ExcInfo = tuple[type[BaseException], BaseException, Any]
@@ -77,6 +86,41 @@ def repeats_asked(job: Job) -> bool:
     return bool(job.repeats_left)
 
 
+class TakingQueue(Queue):
+    """A queue class whose dequeue (RQ's ``lpop``/``lmove``, used by ``Queue.dequeue_any``) takes ids into the
+    worker's own list (:mod:`rerank_worker.taking`) instead of popping them into nothing or into RQ's shared
+    intermediate list. Made per worker by :func:`taking_queue_class`, which names the taker."""
+
+    taker: str = ""
+
+    @classmethod
+    def lpop(cls, queue_keys: Any, timeout: int | None, connection: Redis | None = None) -> Any:
+        assert connection is not None and cls.taker
+        keys = list(queue_keys)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            found = taking.take(connection, cls.taker, keys, 1)
+            if found is not None:
+                return found[0], found[1][0]
+            if deadline is None:
+                return None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DequeueTimeout(timeout, keys)
+            job_id = taking.wait_take(connection, cls.taker, keys[0], min(TAKE_WAIT_S, left))
+            if job_id is not None:
+                return keys[0], job_id
+
+    @classmethod
+    def lmove(cls, connection: Redis, queue_key: str, timeout: int | None) -> Any:
+        return cls.lpop([queue_key], timeout, connection=connection)
+
+
+def taking_queue_class(taker: str) -> type[TakingQueue]:
+    """The queue class for a worker named ``taker``: what it dequeues goes into its taken list."""
+    return type("TakingQueue", (TakingQueue,), {"taker": taker})
+
+
 @dataclass
 class Running:
     """One job between its start and its end, with the execution RQ records for it."""
@@ -86,25 +130,6 @@ class Running:
     execution: Execution | None = None
 
 
-#: Runs a flat list of commands (each: its argument count, then the command and its arguments) in order, as
-#: one script, so Redis applies them alone like ``MULTI``/``EXEC``; returns the replies of the first ARGV[1].
-#: As in a transaction, a failing command does not stop the others, and the first error is the reply.
-_RUN = """
-local keep, replies, done, i, failed = tonumber(ARGV[1]), {}, 0, 2, nil
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  local reply = redis.pcall(unpack(ARGV, i + 1, i + n))
-  if type(reply) == "table" and reply.err and not failed then failed = reply.err end
-  done = done + 1
-  if done <= keep then replies[done] = reply end
-  i = i + n + 1
-end
-if failed then return {err = failed} end
-return replies
-"""
-_RUN_SHA = hashlib.sha1(_RUN.encode()).hexdigest()
-
-
 def _buffer(worker: SimpleWorker) -> Pipeline:
     """A pipeline that is only a buffer: RQ's record builders fill its ``command_stack``; :func:`_run` sends it."""
     return worker.connection.pipeline(transaction=False)
@@ -112,22 +137,23 @@ def _buffer(worker: SimpleWorker) -> Pipeline:
 
 def _run(connection: Redis, buffer: Pipeline, keep: int = 0) -> list[Any]:
     """Send the buffered commands as one atomic script (one command to pack, one reply to parse, where a
-    transaction parses a reply per command); the replies of the first ``keep`` commands."""
-    flat: list[Any] = [keep]
-    for args, _ in buffer.command_stack:
-        flat.append(len(args))
-        flat.extend(args)
-    try:
-        return connection.evalsha(_RUN_SHA, 0, *flat)
-    except NoScriptError:
-        return connection.eval(_RUN, 0, *flat)
+    transaction parses a reply per command): :data:`rerank_contract.scripts.COMMANDS`, which runs every command
+    and raises the first error, as ``MULTI``/``EXEC``; the replies of the first ``keep`` commands."""
+    return scripts.run_commands(connection, [args for args, _ in buffer.command_stack], keep)
+
+
+def worker_of(connection: Redis, job_id: str) -> str | None:
+    """The name of the worker that started ``job_id`` (the job-hash field RQ's start writes), None if not started."""
+    name = connection.hget(Job.key_for(job_id), WORKER_NAME_FIELD)
+    return name.decode() if name else None
 
 
 def start(worker: SimpleWorker, batch: list[Running]) -> None:
     """RQ's start of a job (``prepare_execution`` + ``prepare_job_execution``) for a batch, in one round trip.
 
     Each job gets its execution in the started registry, its heartbeat, status STARTED, ``started_at``
-    and ``worker_name``, and leaves RQ's intermediate list; the worker is BUSY on the first job.
+    and ``worker_name``, and leaves the worker's taken list (:mod:`rerank_worker.taking`) in the same atomic
+    script, so it is never in neither; the worker is BUSY on the first job.
     """
     buffer = _buffer(worker)
     longest = 0
@@ -137,12 +163,12 @@ def start(worker: SimpleWorker, batch: list[Running]) -> None:
         running.execution = Execution.create(running.job, ttl, pipeline=buffer, worker_name=worker.name)
         running.job.heartbeat(now(), ttl, pipeline=buffer)
         running.job.prepare_for_execution(worker.name, pipeline=buffer)
-        if len(worker.queues) == 1:  # RQ dequeues from a lone queue with LMOVE, through its intermediate list
-            buffer.lrem(running.queue.intermediate_queue_key, 1, running.job.id)
+        buffer.lrem(taking.taken_key(worker.name), 1, running.job.id)  # out of the taker's list, in the same script
     worker.set_state(WorkerStatus.BUSY, pipeline=buffer)
     worker.set_current_job_id(batch[0].job.id, pipeline=buffer)
     worker.set_current_job_working_time(0, pipeline=buffer)
     worker.heartbeat(longest, pipeline=buffer)
+    faults.before_start(len(batch))
     _run(worker.connection, buffer)
 
 
@@ -243,7 +269,8 @@ def stop_requested(worker: SimpleWorker) -> bool:
 def keep_stop_request(worker: SimpleWorker) -> None:
     """Note a stop request as RQ's handler does for a BUSY worker: its loop stops after the job in hand."""
     worker._stop_requested = True
-    worker.set_shutdown_requested_date()
+    with contextlib.suppress(RedisError):  # the date is for display; a stop during an outage still counts
+        worker.set_shutdown_requested_date()
 
 
 def mark_idle(worker: SimpleWorker) -> None:
@@ -280,34 +307,27 @@ def fail_orphan(connection: Redis, registry: StartedJobRegistry, job: Job, entry
         pipe.execute()
 
 
-@dataclass(frozen=True)
-class Member:
-    """An RQ member relied on here, and the parameters of it that are used."""
+def subscribe(worker: SimpleWorker, poll_s: float) -> None:
+    """RQ's ``BaseWorker.subscribe`` with a pub/sub thread that reads for at most ``poll_s`` at a time.
 
-    owner: type
-    name: str
-    params: tuple[str, ...] = ()
-
-    def problem(self) -> str | None:
-        """Why the installed RQ does not offer this member as used, or None when it does."""
-        where = f"{self.owner.__module__}.{self.owner.__qualname__}.{self.name}"
-        found = inspect.getattr_static(self.owner, self.name, None)
-        if found is None:
-            return f"{where} is gone"
-        if not self.params:
-            return None
-        func = found.fget if isinstance(found, property) else getattr(self.owner, self.name)
-        try:
-            have = inspect.signature(func).parameters
-        except (TypeError, ValueError):
-            return f"{where} has no readable signature"
-        missing = [p for p in self.params if p not in have]
-        return f"{where} lacks parameters {missing} (has {list(have)})" if missing else None
+    RQ lets that thread block 60 s in one read; redis-py 8.2's ``PubSubWorkerThread.stop`` waits for the
+    thread to end, and the reply to RQ's own UNSUBSCRIBE can wake it before the stop flag is down, so every
+    worker stop (SIGTERM, retirement, a burst's end) could take a minute.
+    """
+    worker.pubsub = worker.connection.pubsub()
+    worker.pubsub.subscribe(**{worker.pubsub_channel_name: worker.handle_payload})
+    worker.pubsub_thread = worker.pubsub.run_in_thread(
+        sleep_time=poll_s, daemon=True, exception_handler=worker._pubsub_exception_handler
+    )
 
 
 #: Every RQ member used above (and by :class:`RerankJob`, :mod:`rerank_worker.worker`) beyond RQ's documented API.
 SURFACE: tuple[Member, ...] = (
     Member(SimpleWorker, "execute_job", ("job", "queue")),
+    Member(SimpleWorker, "subscribe"),
+    Member(SimpleWorker, "pubsub_channel_name"),
+    Member(SimpleWorker, "handle_payload", ("message",)),
+    Member(SimpleWorker, "_pubsub_exception_handler", ("exc", "pubsub", "pubsub_thread")),
     Member(SimpleWorker, "request_stop", ("signum", "frame")),
     Member(SimpleWorker, "dequeue_job_and_maintain_ttl", ("timeout", "max_idle_time")),
     Member(SimpleWorker, "set_shutdown_requested_date"),
@@ -316,6 +336,8 @@ SURFACE: tuple[Member, ...] = (
     Member(SimpleWorker, "set_current_job_id", ("job_id", "pipeline")),
     Member(SimpleWorker, "set_current_job_working_time", ("current_job_working_time", "pipeline")),
     Member(SimpleWorker, "heartbeat", ("timeout", "pipeline")),
+    Member(SimpleWorker, "check_for_suspension", ("burst",)),
+    Member(SimpleWorker, "run_maintenance_tasks"),
     Member(SimpleWorker, "maintain_heartbeats", ("job",)),
     Member(SimpleWorker, "increment_successful_job_count", ("pipeline",)),
     Member(SimpleWorker, "increment_total_working_time", ("job_execution_time", "pipeline")),
@@ -325,7 +347,7 @@ SURFACE: tuple[Member, ...] = (
     Member(SimpleWorker, "death_penalty_class"),
     Member(Execution, "create", ("job", "ttl", "pipeline", "worker_name")),
     Member(Job, "heartbeat", ("timestamp", "ttl", "pipeline")),
-    Member(Job, "prepare_for_execution", ("worker_name", "pipeline")),
+    Member(Job, "prepare_for_execution", ("worker_name", "pipeline")),  # writes WORKER_NAME_FIELD
     Member(Job, "get_result_ttl", ("default_ttl",)),
     Member(Job, "finished_job_registry"),
     Member(Result, "create", ("job", "type", "ttl", "return_value", "worker_name", "pipeline", "execution_id")),
@@ -339,7 +361,11 @@ SURFACE: tuple[Member, ...] = (
     Member(Job, "send_webhooks", ("status", "exc_string")),
     Member(Queue, "enqueue_dependents", ("job",)),
     Member(Queue, "DEFAULT_TIMEOUT"),
-    Member(Queue, "intermediate_queue_key"),
+    Member(Queue, "lpop", ("queue_keys", "timeout", "connection")),
+    Member(Queue, "lmove", ("connection", "queue_key", "timeout")),
+    Member(Queue, "dequeue_any", ("queues", "timeout", "connection", "job_class", "serializer")),
+    Member(SimpleWorker, "queue_class"),
+    Member(SimpleWorker, "unsubscribe"),
     Member(StartedJobRegistry, "cleanup", ("timestamp",)),
     Member(StartedJobRegistry, "get_job_and_execution_ids", ("cleanup",)),
 )
@@ -347,7 +373,7 @@ SURFACE: tuple[Member, ...] = (
 #: Instance attributes RQ sets in ``__init__`` or ``restore`` and the code above reads or writes.
 INSTANCE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
     Pipeline: ("command_stack",),
-    SimpleWorker: ("execution", "default_result_ttl", "_stop_requested", "_stopped_job_id"),
+    SimpleWorker: ("execution", "default_result_ttl", "_stop_requested", "_stopped_job_id", "pubsub", "pubsub_thread"),
     Job: (
         "_result",
         "_status",

@@ -16,26 +16,52 @@ RQ's own job execution (``perform_job``) is never used: every start, success and
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
+from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
 from rq.job import Job
 
-from rerank_contract.jobs import BULK_JOB, SYNC_QUEUE
-from rerank_worker import admission, batches, bulk, rq_seam
+from rerank_contract.defaults import PUBSUB_POLL_S
+from rerank_contract.jobs import BULK_JOB
+from rerank_worker import admission, batches, bulk, rq_seam, taking
 from rerank_worker.batches import SyncBatches
 from rerank_worker.scheduling import Scheduler
 from rerank_worker.scoring import Scorer
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class RedisLost(StopRequested):
+    """Redis failed under RQ's loop: ends the loop quietly, for :mod:`rerank_worker.main` to reconnect.
+
+    RQ's loop logs any other error as a crash, with a traceback, and its wait for a job retries a lost
+    connection with a line per try; a ``StopRequested`` ends the loop without either.
+    """
+
+
+def _redis_lost_ends_loop(method: _F) -> _F:
+    """RQ's loop step ``method``, with a Redis error turned into :class:`RedisLost` (the reason kept)."""
+
+    @functools.wraps(method)
+    def wrapper(self: RerankWorker, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except RedisError as exc:
+            self.lost_redis = f"{type(exc).__name__}: {exc}"
+            raise RedisLost(self.lost_redis) from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 class RerankWorker(SimpleWorker):
     """A SimpleWorker that batches waiting rerank jobs, drives bulk jobs, and counts outcomes for the heartbeat."""
 
     job_class = rq_seam.RerankJob
-    #: RQ backs off up to a minute between reconnects while Redis is down; a few seconds suits a service.
-    max_connection_wait_time = 5.0
 
     def __init__(
         self,
@@ -50,9 +76,10 @@ class RerankWorker(SimpleWorker):
     ) -> None:
         kwargs.setdefault("job_class", rq_seam.RerankJob)
         super().__init__(*args, **kwargs)
+        self.queue_class = rq_seam.taking_queue_class(self.name)  # what it dequeues is in its taken list
         self.scorer = scorer
         self.bulk_chunk_pairs = bulk_chunk_pairs
-        sync_queue = next(q for q in self.queues if q.name == SYNC_QUEUE)
+        sync_queue = self.queues[0]  # the model's own sync queue: queues come in priority order (worker_queues)
         self.sync = SyncBatches(
             self,
             scorer,
@@ -68,6 +95,8 @@ class RerankWorker(SimpleWorker):
         self.stopping = False
         #: Inside RQ's dequeue (waiting for a job), where a stop request must end the wait at once.
         self._waiting = False
+        #: Why Redis failed under RQ's loop (:class:`RedisLost`), None while it did not.
+        self.lost_redis: str | None = None
 
     @property
     def jobs_done(self) -> int:
@@ -81,6 +110,10 @@ class RerankWorker(SimpleWorker):
     def batches(self) -> int:
         """Model calls made for sync batches."""
         return self.sync.calls
+
+    def subscribe(self) -> None:
+        """RQ's command channel, read in short slices so that stopping the worker never waits a minute for it."""
+        rq_seam.subscribe(self, PUBSUB_POLL_S)
 
     def request_stop(self, signum: int, frame: Any) -> None:
         """SIGTERM/SIGINT: remember it, so the process exits instead of restarting the loop.
@@ -98,6 +131,8 @@ class RerankWorker(SimpleWorker):
         except StopRequested:
             if self._waiting:
                 raise
+            rq_seam.keep_stop_request(self)
+        except RedisError:  # RQ notes the request's date in Redis: during an outage the stop still counts
             rq_seam.keep_stop_request(self)
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
@@ -117,6 +152,21 @@ class RerankWorker(SimpleWorker):
         finally:
             self._waiting = False
 
+    @_redis_lost_ends_loop
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """RQ's heartbeat; also the first call of each turn of RQ's wait for a job, so a lost connection ends the
+        wait here instead of in RQ's own retry loop."""
+        super().heartbeat(timeout, pipeline)
+
+    @_redis_lost_ends_loop
+    def check_for_suspension(self, burst: bool) -> None:
+        super().check_for_suspension(burst)
+
+    @_redis_lost_ends_loop
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+
+    @_redis_lost_ends_loop
     def execute_job(self, job: Job, queue: Queue) -> None:
         next_job: Job | None = job
         while next_job is not None:
@@ -127,6 +177,7 @@ class RerankWorker(SimpleWorker):
         """Run ``job`` (and, for a sync job, those waiting behind it); returns a job taken meanwhile that must
         run on its own next."""
         if batches.cancelled(job):
+            taking.drop(self.connection, self.name, [job.id])
             return None
         if (reason := admission.refusal(job)) is not None:
             rq_seam.refuse(self, job, queue, reason)

@@ -29,7 +29,9 @@ class CohereV2Request(BaseModel):
     )
 
     model: str | None = Field(
-        None, description="Required by the SDK; accepted and ignored here: the workers' model answers."
+        None,
+        description="Required by the SDK: the served model (any of its names, see GET /v1/models); optional here "
+        "(default: the default model).",
     )
     query: str
     documents: list[str]
@@ -70,7 +72,7 @@ async def rerank_v2(body: CohereV2Request, ranker: RankerDep) -> CohereV2Respons
         max_tokens_per_doc=body.max_tokens_per_doc,
         instruction=body.instruction,
     )
-    ranked = await ranker.rank(payload, body.top_n)
+    ranked = await ranker.rank(payload, body.top_n, body.model)
     return CohereV2Response(
         id=response_id(),
         results=[CohereV2Result(index=r.index, relevance_score=r.score) for r in ranked.results],

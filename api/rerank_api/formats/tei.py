@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from rerank_api.deps import DispatcherDep, MonitorDep, SettingsDep
+from rerank_api.deps import DispatcherDep, SettingsDep
 from rerank_api.errors import ErrorType, responses
 from rerank_api.formats import infinity
 from rerank_api.formats.common import Instruction, MaxChunks, TopN
@@ -53,7 +53,11 @@ class TeiRerankRequest(BaseModel):
         description="Infinity / vLLM format: the answer is `{object, id, created, model, results: [{relevance_score, "
         "index, document?}], usage}`.",
     )
-    model: str | None = Field(None, description="Infinity / vLLM format: accepted; the workers' model answers.")
+    model: str | None = Field(
+        None,
+        description="The served model (any of its names, see GET /v1/models); default: the default model (TEI's "
+        "body has none).",
+    )
     top_n: TopN | None = None
     return_documents: bool = Field(False, description="Infinity / vLLM format: echo each document.")
     instruction: Instruction = None
@@ -99,7 +103,7 @@ class TeiModelType(BaseModel):
 class TeiInfo(BaseModel):
     """The fields of TEI's ``/info`` that this server can state truthfully."""
 
-    model_id: str = Field(description="The live workers' model (comma-separated if they differ).")
+    model_id: str = Field(description="The default model's canonical name.")
     model_sha: str | None = None
     model_type: TeiModelType
     max_input_length: int = Field(description="Tokens per (query, text) pair: the smallest of the live workers'.")
@@ -136,7 +140,7 @@ async def rerank_tei(body: TeiRerankRequest, ranker: RankerDep) -> Any:
         max_chunks_per_doc=body.max_chunks_per_doc,
         max_tokens_per_doc=body.max_tokens_per_doc,
     )
-    ranked = await ranker.rank(payload, body.top_n)
+    ranked = await ranker.rank(payload, body.top_n, body.model)
     if body.documents is not None:
         return infinity.answer(ranked, texts, body.return_documents)
     return [
@@ -150,12 +154,12 @@ async def rerank_tei(body: TeiRerankRequest, ranker: RankerDep) -> Any:
     summary="The served model, as TEI describes it",
     responses=responses(ErrorType.NO_WORKER, ErrorType.QUEUE_UNAVAILABLE),
 )
-async def info(settings: SettingsDep, dispatcher: DispatcherDep, monitor: MonitorDep) -> TeiInfo:
-    """Needs a live worker: the model and its max length are the workers' own (503 when none is alive)."""
-    await dispatcher.check_can_serve()
-    workers = monitor.snapshot.workers
+async def info(settings: SettingsDep, dispatcher: DispatcherDep) -> TeiInfo:
+    """The default model (TEI serves one): its canonical name and its workers' max length (503 when none is alive)."""
+    model = await dispatcher.route(None)
+    workers = model.workers
     return TeiInfo(
-        model_id=",".join(sorted({w.model for w in workers})),
+        model_id=model.name,
         model_type=TeiModelType(reranker=RerankerLabels(id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})),
         max_input_length=min(w.max_length for w in workers),
         max_client_batch_size=settings.max_candidates,

@@ -59,7 +59,11 @@ class V1RerankRequest(BaseModel):
         "`{id, model, results: [{index, relevance_score, document?}], meta}`.",
     )
     top_n: TopN | None = None
-    model: str | None = Field(None, description="Accepted for compatibility; the workers' model answers.")
+    model: str | None = Field(
+        None,
+        description="The served model (any of its names, see GET /v1/models) to score with; default: the default "
+        "model. The answer names its canonical name.",
+    )
     return_documents: bool = Field(True, description="Documents format: echo each document as `{text, ...}`.")
     instruction: Instruction = None
     max_chunks_per_doc: MaxChunks = None
@@ -116,14 +120,15 @@ async def rerank_v1(body: V1RerankRequest, ranker: RankerDep) -> Any:
     headers (milliseconds)."""
     options = {"instruction": body.instruction, "max_chunks_per_doc": body.max_chunks_per_doc}
     if body.candidates is not None:
-        ranked = await ranker.rank(RerankPayload(query=body.query, candidates=body.candidates, **options), body.top_n)
+        payload = RerankPayload(query=body.query, candidates=body.candidates, **options)
+        ranked = await ranker.rank(payload, body.top_n, body.model)
         return SeedResponse(
             results=ranked.results, model=ranked.model, processing_time_ms=ranked.total_ms, tokens=ranked.tokens
         )
     assert body.documents is not None
     documents = [Document(text=d) if isinstance(d, str) else d for d in body.documents]
     payload = RerankPayload(query=body.query, candidates=[d.text for d in documents], **options)
-    ranked = await ranker.rank(payload, body.top_n)
+    ranked = await ranker.rank(payload, body.top_n, body.model)
     return DocumentsResponse(
         id=response_id(),
         model=ranked.model,

@@ -3,6 +3,10 @@
 "use strict";
 
 const POLL_MS = 2000;
+const HISTORY = 150; // readings kept for the trend chart: five minutes at POLL_MS
+const WINDOW = 15; // readings a latency point spans: the calls of the last 30 s
+const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
+const history = []; // [{at, models: {name: {count, buckets: [[le, cumulative]]}}}]
 const KEY = "rerank-api-key";
 let previous = null; // the last status reading: rates are the difference of two readings
 
@@ -59,7 +63,114 @@ function ago(seconds) {
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
+// A quantile of the calls between two readings, from their cumulative histogram buckets (Prometheus'
+// histogram_quantile: linear within the bucket that holds it).
+function quantile(q, now, before) {
+  if (!now) return null;
+  const diff = now.buckets.map(([le, n], i) => [le, n - (before ? before.buckets[i][1] : 0)]);
+  const total = diff.length ? diff[diff.length - 1][1] : 0;
+  if (total <= 0) return null;
+  const rank = q * total;
+  let lower = 0, below = 0;
+  for (const [le, n] of diff) {
+    if (n >= rank) {
+      if (!isFinite(le)) return lower;
+      return lower + ((le - lower) * (rank - below)) / Math.max(n - below, 1e-9);
+    }
+    lower = isFinite(le) ? le : lower;
+    below = n;
+  }
+  return lower;
+}
+
+function series(name) {
+  const rate = [], p50 = [], p99 = [];
+  for (let i = 1; i < history.length; i++) {
+    const now = history[i].models[name], prev = history[i - 1].models[name];
+    const dt = Math.max(history[i].at - history[i - 1].at, 1e-3);
+    rate.push(now && prev ? Math.max(0, (now.count - prev.count) / dt) : 0);
+    const from = history[Math.max(0, i - WINDOW)].models[name];
+    p50.push(quantile(0.5, now, from));
+    p99.push(quantile(0.99, now, from));
+  }
+  return { rate, p50, p99 };
+}
+
+function draw(canvas, lines, unit) {
+  const ctx = canvas.getContext("2d");
+  const { width, height } = canvas;
+  ctx.clearRect(0, 0, width, height);
+  const values = lines.flatMap((l) => l.points.filter((v) => v !== null));
+  const top = Math.max(1e-9, ...values) * 1.1;
+  ctx.fillStyle = "#666";
+  ctx.font = "11px sans-serif";
+  ctx.fillText(`${unit(top)}`, 4, 12);
+  for (const line of lines) {
+    ctx.strokeStyle = line.color;
+    ctx.setLineDash(line.dashed ? [4, 3] : []);
+    ctx.beginPath();
+    let pen = false;
+    line.points.forEach((v, i) => {
+      if (v === null) { pen = false; return; }
+      const x = (i / Math.max(HISTORY - 2, 1)) * width;
+      const y = height - (v / top) * (height - 16);
+      if (pen) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+      pen = true;
+    });
+    ctx.stroke();
+  }
+  ctx.setLineDash([]);
+}
+
+function renderModels(s) {
+  const reading = { at: s.at, models: {} };
+  for (const [name, m] of Object.entries(s.model_latency || {})) {
+    const buckets = m.buckets.map(([le, n]) => [le === "+Inf" ? Infinity : Number(le), n]);
+    reading.models[name] = { count: m.count, buckets };
+  }
+  history.push(reading);
+  if (history.length > HISTORY) history.shift();
+
+  const names = (s.models || []).map((m) => m.name);
+  const select = $("model");
+  const chosen = select.value;
+  select.replaceChildren(new Option("default", ""));
+  for (const m of s.models || []) {
+    if (!m.workers_alive) continue;
+    select.add(new Option(m.default ? `${m.name} (default)` : m.name, m.name));
+  }
+  select.value = [...select.options].some((o) => o.value === chosen) ? chosen : "";
+
+  const table = fill($("models"), s.models || [], 7, "no model served");
+  const rateLines = [], latencyLines = [], legend = $("chart-legend");
+  legend.replaceChildren("calls / s (top), latency p50 — and p99 - - (bottom), last minutes:");
+  names.forEach((name, i) => {
+    const m = s.models[i];
+    const color = COLORS[i % COLORS.length];
+    const { rate, p50, p99 } = series(name);
+    const row = table.insertRow();
+    cell(row, m.default ? `${name} (default)` : name);
+    cell(row, m.served_names.filter((n) => n !== name).join(", "));
+    cell(row, m.workers_alive, m.workers_alive ? "num" : "num error");
+    cell(row, Object.values(m.queue_depth).reduce((a, b) => a + b, 0), "num");
+    const last = (xs) => (xs.length ? xs[xs.length - 1] : null);
+    const ms = (v) => (v === null ? "–" : `${(v * 1000).toFixed(0)} ms`);
+    cell(row, (last(rate) ?? 0).toFixed(1), "num");
+    cell(row, ms(last(p50)), "num");
+    cell(row, ms(last(p99)), "num");
+    rateLines.push({ points: rate, color });
+    latencyLines.push({ points: p50, color }, { points: p99, color, dashed: true });
+    const swatch = legend.appendChild(document.createElement("span"));
+    swatch.className = "swatch";
+    swatch.style.background = color;
+    legend.append(name);
+  });
+  draw($("chart-rate"), rateLines, (v) => `${v.toFixed(1)} calls/s`);
+  draw($("chart-latency"), latencyLines, (v) => `${(v * 1000).toFixed(0)} ms`);
+}
+
 function render(s) {
+  renderModels(s);
   const models = [...new Set(s.workers.map((w) => `${w.model} on ${w.device} (${w.backend ?? "torch"})`))];
   $("summary").textContent = s.workers.length
     ? `v${s.version} · ${models.join(", ")} · ${s.workers.length} worker${s.workers.length === 1 ? "" : "s"}`
@@ -128,7 +239,9 @@ async function rerank(event) {
   status.className = "muted";
   const started = performance.now();
   try {
-    const answer = await call("v1/rerank", { query: $("query").value, candidates: passages });
+    const body = { query: $("query").value, candidates: passages };
+    if ($("model").value) body.model = $("model").value;
+    const answer = await call("v1/rerank", body);
     list.replaceChildren();
     for (const r of answer.results) {
       const item = list.appendChild(document.createElement("li"));
@@ -138,7 +251,8 @@ async function rerank(event) {
       score.textContent = r.score.toFixed(4);
       item.appendChild(document.createElement("span")).textContent = passages[r.index];
     }
-    status.textContent = `${answer.results.length} passages in ${Math.round(performance.now() - started)} ms`;
+    const took = Math.round(performance.now() - started);
+    status.textContent = `${answer.results.length} passages scored by ${answer.model} in ${took} ms`;
   } catch (error) {
     status.textContent = error.message;
     status.className = "error";
