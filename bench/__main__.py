@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import capacity, load, models
+from bench import backends, capacity, load, models
 from bench.precision import dtype_accuracy
 from bench.systems import Setup, System, baseline, infinity, rss_mb, seed_body, service
 from bench.workload import Workload
@@ -208,7 +208,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tokenizer", type=Path, help="bge-m3-shape: a folder with MiniLM's tokenizer files (default: the package's)"
     )
+    parser.add_argument(
+        "--backends",
+        type=lambda text: text.split(","),
+        metavar="LIST",
+        help=f"only the model runtimes side by side (bench/backends.py), e.g. torch,onnx,onnx-int8,openvino "
+        f"(of {', '.join(backends.CHOICES)}); writes bench/results/backends.md",
+    )
     args = parser.parse_args(argv)
+    if args.backends and (unknown := set(args.backends) - set(backends.CHOICES)):
+        parser.error(f"--backends: unknown {', '.join(sorted(unknown))} (choose from {', '.join(backends.CHOICES)})")
+    if args.backends and (args.device, args.dtype) != ("cpu", "float32"):
+        parser.error("--backends compares CPU runtimes: --device cpu --dtype float32")
     if shutil.which("redis-server") is None:
         parser.error("redis-server is needed")
     logs = HERE / "results" / "logs"
@@ -223,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     report.add("# rerank-server benchmark", "", f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {machine(setup)}", "")
     model = f"{MODELS[args.model]} (`{model_dir.name}`)"
     report.add(f"Model: {model}, {args.device}, {args.dtype}. Passages of 8-48 words.", "")
+    if args.backends:
+        report.add(*backends.run(args.backends, setup, logs, with_infinity=not args.no_infinity, quick=args.quick))
+        return _write(args.report.with_name("backends.md"), report)
     if args.device == "cpu":  # the capacity benchmark's near-instant model runs on the CPU
         report.add(*capacity.run(logs, with_infinity=not args.no_infinity, quick=args.quick))
     if args.capacity_only:

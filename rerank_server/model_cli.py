@@ -1,9 +1,11 @@
-"""``rerank-server model``: get a model folder to serve without the 2.3 GB default download.
+"""``rerank-server model``: get a model folder to serve without the 2.3 GB default download, and export it.
 
 ``build FOLDER`` trains a toy cross-encoder offline in a few seconds (a 2-layer BERT that knows the
 words of five topics: machine learning, cooking, astronomy, gardening, finance), enough to see the
 service rank. ``fetch [ID] FOLDER`` downloads a small real one (``cross-encoder/ms-marco-MiniLM-L-6-v2``,
 about 90 MB) from the Hugging Face hub into a folder. Either folder is then ``--model FOLDER``.
+``export FOLDER --backend onnx|openvino [--quantize int8]`` makes the files RERANK_BACKEND serves ahead of
+time, where a worker will look for them, and reports how far each file's scores are from torch's.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import random
 import sys
 from pathlib import Path
 
-from rerank_contract.defaults import EXIT_USAGE
+from rerank_contract.defaults import EXIT_STARTUP_FAILED, EXIT_USAGE
 
 #: What ``fetch`` downloads when no id is given: a real cross-encoder of about 90 MB.
 SMALL_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
@@ -125,6 +127,63 @@ def _fetch(args: argparse.Namespace, _settings: object) -> int:
     return 0
 
 
+def _pairs(path: Path | None) -> list[tuple[str, list[str]]]:
+    """The requests the agreement report scores both ways: the user's JSONL items, else every toy topic against
+    all twenty passages."""
+    if path is None:
+        passages = [p for docs in TOPICS.values() for p in docs]
+        return [(query, passages) for query in TOPICS]
+    from rerank_server.bulk_cli import read_items
+
+    return [(item.query, item.candidates) for item in read_items(path)]
+
+
+def _export(args: argparse.Namespace, _settings: object) -> int:
+    """Export (or find) each variant, then score the pairs with torch and with each file, and print the report."""
+    from rerank_contract.jobs import ScoreMode
+    from rerank_server import agreement
+    from rerank_server.bulk_cli import InputError
+    from rerank_worker import backends
+    from rerank_worker.model_source import ModelUnavailable
+    from rerank_worker.runtime import Reranker
+
+    model = str(args.folder)
+    variants = ["optimized", *([args.quantize] if args.quantize else [])]
+
+    def progress(line: str) -> None:
+        print(f"export: {line}", file=sys.stderr, flush=True)
+
+    try:
+        requests = _pairs(args.pairs)
+        backends.require(args.backend)
+        reference = Reranker(model, device="cpu", batch_size=args.batch_size, max_length=None)
+        backends.check_exportable(reference.model, model, args.backend)
+        for variant in variants:
+            file, made = backends.export(reference.model, model, args.backend, variant, progress)
+            print(f"{args.backend} {variant}: {file}" + ("" if made else " (exported before, current)"))
+        want = reference.score_many(requests, ScoreMode.ACTIVATED).scores
+        for variant in variants:
+            progress(f"scoring {sum(len(c) for _, c in requests)} pairs with torch and the {variant} file")
+            served = Reranker(
+                model,
+                device="cpu",
+                batch_size=args.batch_size,
+                max_length=None,
+                backend=args.backend,
+                backend_variant=variant,
+            )
+            found = agreement.compare(served.score_many(requests, ScoreMode.ACTIVATED).scores, want)
+            print("\n".join(found.lines(f"{args.backend} {variant}", "torch float32")))
+    except InputError as exc:
+        return _fail(str(exc))
+    except ModelUnavailable as exc:
+        print(f"rerank-server model export: {exc}", file=sys.stderr)
+        return EXIT_STARTUP_FAILED
+    env = f"RERANK_BACKEND={args.backend} RERANK_BACKEND_VARIANT={variants[-1]}"
+    print(f"serve it with: {env} rerank-server up --model {model}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``model build`` and ``model fetch`` to the ``rerank-server`` parser."""
     parser = sub.add_parser("model", help="get a small model folder to try the service with (no 2.3 GB download)")
@@ -140,3 +199,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     fetch_parser.add_argument("folder", type=Path, help="where to put it, e.g. ./models/minilm")
     fetch_parser.set_defaults(func=_fetch)
+    export_parser = actions.add_parser(
+        "export",
+        help="make the onnx/openvino files RERANK_BACKEND serves, ahead of time, and report their scores against torch",
+    )
+    export_parser.add_argument("folder", type=Path, help="the model folder (or Hugging Face id) the worker serves")
+    export_parser.add_argument("--backend", choices=["onnx", "openvino"], required=True)
+    export_parser.add_argument(
+        "--quantize",
+        choices=["int8"],
+        help="also make the int8 variant (onnx: dynamic int8, faster on a CPU, scores move: read the report)",
+    )
+    export_parser.add_argument(
+        "--pairs",
+        type=Path,
+        metavar="JSONL",
+        help="the requests the report scores both ways, one {query, candidates} object per line (as `bulk` reads); "
+        "default: the toy model's five topics against its twenty passages",
+    )
+    export_parser.add_argument("--batch-size", type=int, default=16, help="pairs per forward pass while scoring")
+    export_parser.set_defaults(func=_export)

@@ -66,7 +66,14 @@ class _SnapshotCollector(Collector):
             counts[worker.model] = counts.get(worker.model, 0) + 1
         for model, count in sorted(counts.items()):
             per_model.add_metric([model], count)
-        yield from (redis_up, workers, depth, per_model)
+        backend = GaugeMetricFamily(
+            "rerank_worker_backend",
+            "1 per live worker, labelled with its model, what runs it (RERANK_BACKEND) and the exported file it runs.",
+            labels=["worker", "model", "backend", "file"],
+        )
+        for worker in snapshot.workers:
+            backend.add_metric([worker.name, worker.model, worker.backend, worker.backend_file or ""], 1)
+        yield from (redis_up, workers, depth, per_model, backend)
 
 
 def multiprocess_dir() -> str | None:

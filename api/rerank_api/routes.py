@@ -142,6 +142,7 @@ async def health(request: Request, monitor: MonitorDep, settings: SettingsDep):
         problems=problems,
         device=_joined({w.device for w in served}),
         model=models.default_name or _joined({w.model for w in snapshot.workers}),
+        backend=_joined({w.backend for w in served}),
         redis="unreachable" if snapshot.redis_error else "ok",
         instance=request.app.state.instance,
         workers_alive=len(snapshot.workers),

@@ -36,6 +36,10 @@ class HealthResponse(BaseModel):
     )
     device: str | None = Field(description="Device of the default model's live worker(s); several are comma-separated.")
     model: str | None = Field(description="The default model's canonical name (what requests without `model` get).")
+    backend: str | None = Field(
+        None,
+        description="What runs the default model in its live worker(s) (RERANK_BACKEND); several are comma-separated.",
+    )
     redis: Literal["ok", "unreachable"]
     instance: str = Field(description="This API's id (`RERANK_INSTANCE`): tells one service from another on a port.")
     workers_alive: int

@@ -39,6 +39,11 @@ WARMUP = True
 SCORER = "cross-encoder"
 #: None: the model's own default prompt if it saved one (Qwen3-Reranker's folders on the hub save none).
 INSTRUCTION = None
+#: PyTorch runs every model sentence-transformers loads; onnx and openvino are opt-in (an extra, an export once).
+BACKEND = "torch"
+#: The exported float32 graph with fused attention: the same scores as torch (within 1e-6); int8 is faster on a
+#: CPU but moves scores, so it is chosen only after reading ``rerank-server model export --quantize``'s report.
+BACKEND_VARIANT = "optimized"
 #: None: a too-long document is cut, as every peer server does; chunking multiplies the work per document.
 MAX_CHUNKS_PER_DOC = None
 #: MPS keeps a compiled graph per input shape for good: pad to a few lengths there; elsewhere padding only costs.
@@ -161,6 +166,10 @@ RETIRE_CHECK_S = 1.0
 #: 8192 stays whole, while a decoder's huge position limit (40,960 for Qwen3-Reranker-0.6B) would let one pair
 #: take seconds and gigabytes of attention; RERANK_MAX_LENGTH raises it.
 MODEL_MAX_LENGTH_CAP = 8192
+
+#: Where a backend's export goes when the model's own folder cannot be written (a Hugging Face id, a read-only
+#: folder): per user, next to the Redis files, so later starts find it.
+EXPORT_DIR = "~/.rerank-server/exports"
 
 # --- processes and their supervisors (rerank_server: up, launchd; systemd/ and compose/ agree) -----
 

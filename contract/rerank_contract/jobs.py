@@ -247,6 +247,8 @@ class WorkerInfo(BaseModel):
     model: str
     device: str
     dtype: str
+    backend: str = Field("torch", description="What runs the model (RERANK_BACKEND); torch in older workers' records.")
+    backend_file: str | None = Field(None, description="The exported file an onnx or openvino backend runs.")
     max_length: int
     batch_size: int | None = Field(None, description="Pairs per forward pass; None from older workers.")
     queues: list[str]

@@ -83,6 +83,15 @@ class Settings(BaseSettings):
     heartbeat_ttl_s: float = Field(
         defaults.HEARTBEAT_TTL_S, gt=0, description="A worker silent this long is taken for dead."
     )
+    backend: Literal["torch", "onnx", "openvino"] = Field(
+        defaults.BACKEND,
+        description="What runs the model: torch, or (CPU) an exported onnx or openvino file, made on the first start.",
+    )
+    backend_variant: Literal["optimized", "int8"] = Field(
+        defaults.BACKEND_VARIANT,
+        description="onnx/openvino file: optimized (float32, torch's scores) or int8 (faster, scores move: "
+        "see `rerank-server model export --quantize`).",
+    )
     scorer: Literal["cross-encoder", "fake"] = Field(
         defaults.SCORER,
         description="cross-encoder: the model above; fake: a torch-free word-overlap scorer, to test the plumbing.",

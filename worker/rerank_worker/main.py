@@ -98,6 +98,8 @@ def run(settings: Settings) -> int:
             model=scorer.model_name,
             device=scorer.device,
             dtype=scorer.dtype,
+            backend=scorer.backend,
+            backend_file=scorer.backend_file,
             max_length=scorer.max_length,
             batch_size=scorer.batch_size,
             queues=served.queues,

@@ -15,6 +15,11 @@ class ModelUnavailable(RuntimeError):
     """The model is neither a local folder nor in the Hugging Face cache, and cannot be downloaded now."""
 
 
+class BackendUnavailable(ModelUnavailable):
+    """The model loaded, but the chosen backend (RERANK_BACKEND) cannot run it: a package missing, a model its
+    exporter does not take, nowhere to save the export. The message names why and the way out."""
+
+
 #: The two ways out, named in every :class:`ModelUnavailable` message.
 WAYS_OUT = (
     "either serve a local folder (--model FOLDER or RERANK_MODEL=FOLDER; `rerank-server model build ./models/tiny` "

@@ -18,7 +18,8 @@ from sentence_transformers.util import batch_to_device
 
 from rerank_contract.defaults import BATCH_SIZE_UNMEASURED, MODEL_MAX_LENGTH_CAP
 from rerank_contract.jobs import RerankPayload, ScoreMode
-from rerank_worker import lengths, micro_batch
+from rerank_worker import backends, lengths, micro_batch
+from rerank_worker.model_source import BackendUnavailable
 from rerank_worker.scoring import Prepared, Scores
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ _UNTRUNCATED = {"text": {"truncation": False, "padding": False}, "common": {"ret
 
 
 class Reranker:
-    """A CrossEncoder on one device, with the scoring options the service exposes.
+    """A CrossEncoder on one device, with the scoring options the service exposes; its forward pass runs on
+    PyTorch or, with ``backend`` onnx or openvino, on an exported file (:mod:`rerank_worker.backends`).
 
     Any one-score model sentence-transformers loads works, decoder rerankers (a causal LM plus
     ``LogitScore``, such as Qwen3-Reranker) included. Activated scores are the model's own activation, or
@@ -66,6 +68,8 @@ class Reranker:
         dtype: str = "float32",
         instruction: str | None = None,
         max_chunks_per_doc: int | None = None,
+        backend: str = "torch",
+        backend_variant: str = "optimized",
     ) -> None:
         started = time.perf_counter()
         type(self).loads += 1
@@ -96,14 +100,40 @@ class Reranker:
         self.max_chunks_per_doc = max_chunks_per_doc
         self._check_renders_pairs(model)
         self._empty_cache = torch.mps.empty_cache if self.device.startswith("mps") else None
+        self.backend = backend
+        self.backend_file: str | None = None
+        self._forward = self._torch_forward
+        if backend != "torch":
+            self._attach(backend, backend_variant)
         log.info(
-            "model loaded: %s on %s, %s (max_length=%d) in %.1fs",
+            "model loaded: %s on %s, %s, backend %s%s (max_length=%d) in %.1fs",
             model,
             self.device,
             self.dtype,
+            backend,
+            f" ({self.backend_file})" if self.backend_file else "",
             self.max_length,
             time.perf_counter() - started,
         )
+
+    def _attach(self, backend: str, variant: str) -> None:
+        """Run the forward pass on ``backend``'s exported file (made now if there is none yet); the CrossEncoder
+        keeps tokenizing, prompting and activating, so every rule around the forward call stays the same."""
+        if not self.device.startswith("cpu") or self.dtype != "float32":
+            raise BackendUnavailable(
+                f"RERANK_BACKEND={backend} runs on the CPU from float32 weights (int8 with "
+                f"RERANK_BACKEND_VARIANT=int8), not {self.device} {self.dtype}: set RERANK_DEVICE=cpu and "
+                "RERANK_DTYPE=auto, or RERANK_BACKEND=torch"
+            )
+        attached = backends.attach(self.model, self.model_name, backend, variant, threads=torch.get_num_threads())
+        self._forward = attached.forward
+        self.backend_file = str(attached.file)
+        if variant == "int8":
+            self.dtype = "int8"
+        self.model[0].auto_model.to("meta")  # the torch weights are not used again: give their memory back
+
+    def _torch_forward(self, features: dict) -> torch.Tensor:
+        return self.model(batch_to_device(features, self.model.device))["scores"]
 
     def _check_renders_pairs(self, model: str) -> None:
         """A chat template that cannot render a query and a document fails the start, not every request."""
@@ -200,7 +230,7 @@ class Reranker:
             features = self.model.preprocess([pairs[i] for i in chosen], prompt=prompt)
             mask = features.get("attention_mask")
             lengths = mask.sum(dim=1).tolist() if mask is not None else [features["input_ids"].shape[1]] * len(chosen)
-            scores = self.model(batch_to_device(features, self.model.device))["scores"]
+            scores = self._forward(features)
             if torch.is_floating_point(scores) and torch.finfo(scores.dtype).bits < 32:
                 scores = scores.float()  # as predict does: upcast half precision before the activation
             if activation is not None:

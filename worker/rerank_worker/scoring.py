@@ -59,6 +59,9 @@ class Scorer(Protocol):
     device: str
     dtype: str
     max_length: int
+    #: What runs the forward pass (RERANK_BACKEND), and the exported file it runs (None: the model as loaded).
+    backend: str
+    backend_file: str | None
     #: Pairs per forward pass (after :meth:`tune`, the measured best where none was set).
     batch_size: int
     #: How many scorers of this kind this process has loaded: 1 for the life of a healthy worker.
@@ -98,6 +101,8 @@ class FakeScorer:
         self.model_name = "fake"
         self.device = "cpu"
         self.dtype = "float32"
+        self.backend = "fake"
+        self.backend_file = None
         self.max_length = max_length or 512
         self.batch_size = BATCH_SIZE_UNMEASURED
 
@@ -177,6 +182,8 @@ def load(settings: Settings) -> Scorer:
             dtype=settings.dtype,
             instruction=settings.instruction,
             max_chunks_per_doc=settings.max_chunks_per_doc,
+            backend=settings.backend,
+            backend_variant=settings.backend_variant,
         )
     except ModelUnusable:  # a model was found but cannot rerank: its own message says why
         raise

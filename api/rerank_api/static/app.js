@@ -171,7 +171,7 @@ function renderModels(s) {
 
 function render(s) {
   renderModels(s);
-  const models = [...new Set(s.workers.map((w) => `${w.model} on ${w.device}`))];
+  const models = [...new Set(s.workers.map((w) => `${w.model} on ${w.device} (${w.backend ?? "torch"})`))];
   $("summary").textContent = s.workers.length
     ? `v${s.version} · ${models.join(", ")} · ${s.workers.length} worker${s.workers.length === 1 ? "" : "s"}`
     : `v${s.version} · no worker alive: start one with rerank-server worker`;
@@ -188,7 +188,7 @@ function render(s) {
     cell(row, w.name);
     cell(row, w.host);
     cell(row, w.model);
-    cell(row, `${w.device} ${w.dtype}`);
+    cell(row, `${w.device} ${w.dtype} ${w.backend ?? "torch"}`).title = w.backend_file ?? "";
     cell(row, w.jobs_done, "num");
     cell(row, w.jobs_failed, "num");
     cell(row, ago(s.at - w.started_at), "num");
