@@ -10,7 +10,7 @@ checks them against the installed RQ, so an upgrade fails that one test.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis as AsyncRedis
 from redis.client import Pipeline
@@ -42,7 +42,7 @@ def buffered(buffer: Pipeline) -> list[tuple[Any, ...]]:
 
 async def worker_of(redis: AsyncRedis, job_id: str) -> str | None:
     """The name of the worker that started ``job_id``, or None while it is not started."""
-    name = await redis.hget(Job.key_for(job_id), WORKER_NAME_FIELD)
+    name = cast("bytes | None", await redis.hget(Job.key_for(job_id), WORKER_NAME_FIELD))  # replies undecoded
     return name.decode() if name else None
 
 
