@@ -53,6 +53,7 @@ def result_key(job_id: str) -> str:
 
 def parse_result(job_id: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Result:
     """An entry of that stream as RQ's own reader would parse it."""
+    # RQ types `connection` as Redis; the Result only keeps it, and nothing here asks it to read Redis again.
     return Result.restore(job_id, entry_id.decode(), fields, connection=None, serializer=SERIALIZER)  # type: ignore[arg-type]
 
 
