@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -89,9 +90,11 @@ class WorkerMonitor:
     async def refresh(self) -> Snapshot:
         """Read Redis now: the new :attr:`snapshot` (Redis errors become ``redis_error``, never raised)."""
         try:
-            members = sorted(await self._redis.smembers(WORKERS_SET))
+            # The client does not decode replies (as RQ needs): members and records are bytes.
+            members = sorted(cast("set[bytes]", await self._redis.smembers(WORKERS_SET)))
             # Keys from the raw member bytes: a name that is not UTF-8 still finds its record.
-            records = await self._redis.mget([WORKER_KEY_PREFIX.encode() + m for m in members]) if members else []
+            keys = [WORKER_KEY_PREFIX.encode() + m for m in members]
+            records = cast("list[bytes | None]", await self._redis.mget(keys)) if members else []
             stale = [m for m, r in zip(members, records, strict=True) if r is None]
             if stale:
                 await self._redis.srem(WORKERS_SET, *stale)
@@ -120,12 +123,15 @@ class WorkerMonitor:
 
     async def _known(self) -> tuple[ModelRecord, ...]:
         """The models served in the last day; a record that expired leaves the set, an unreadable one is skipped."""
-        names = sorted(await self._redis.smembers(MODELS_SET))
-        records = await self._redis.mget([MODEL_KEY_PREFIX.encode() + n for n in names]) if names else []
+        names = sorted(cast("set[bytes]", await self._redis.smembers(MODELS_SET)))  # undecoded replies, as above
+        keys = [MODEL_KEY_PREFIX.encode() + n for n in names]
+        records = cast("list[bytes | None]", await self._redis.mget(keys)) if names else []
         if expired := [n for n, r in zip(names, records, strict=True) if r is None]:
             await self._redis.srem(MODELS_SET, *expired)
         known = []
         for record in records:
+            if record is None:  # expired: removed above
+                continue
             try:
                 known.append(ModelRecord.model_validate_json(record))
             except (ValueError, TypeError):
