@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from rerank_api import rq_seam
-from rerank_contract.defaults import TASK_STOP_GRACE_S
+from rerank_contract.defaults import MONITOR_STALE_INTERVALS, TASK_STOP_GRACE_S
 from rerank_contract.jobs import (
     MODEL_KEY_PREFIX,
     MODELS_SET,
@@ -35,10 +35,6 @@ from rerank_contract.jobs import (
 )
 
 log = logging.getLogger(__name__)
-
-#: The loop's view is stale once it is this many intervals old (10 s at the API's 0.5 s): longer than
-#: a Redis call takes to time out, so a slow Redis reads as "unreachable", not as a stalled monitor.
-STALE_AFTER_INTERVALS = 20
 
 
 @dataclass(frozen=True)
@@ -73,7 +69,7 @@ class WorkerMonitor:
         self._redis = redis
         self.interval_s = interval_s
         #: ``age_s()`` past this: the loop has stalled.
-        self.stale_after_s = STALE_AFTER_INTERVALS * interval_s
+        self.stale_after_s = MONITOR_STALE_INTERVALS * interval_s
         self.snapshot = Snapshot(redis_error="not checked yet")
         #: ``time.monotonic()`` when the loop last finished a refresh (Redis read, or found unreachable).
         self.refreshed_at: float | None = None

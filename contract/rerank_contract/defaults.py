@@ -131,6 +131,13 @@ KNOWN_MODEL_TTL_S = 86400
 WAIT_SLICE_S = 0.5
 #: How often the monitor re-reads heartbeats and queue depths: /health and 429s lag by at most this.
 MONITOR_INTERVAL_S = 0.5
+#: The monitor's view is stale once it is this many intervals old (10 s at 0.5 s): longer than a Redis call takes
+#: to time out, so a slow Redis reads as "unreachable", not as a stalled monitor.
+MONITOR_STALE_INTERVALS = 20
+#: A live worker's reaper is stale once its last sweep is this many heartbeat intervals old (the worker sweeps
+#: every interval and publishes the time on its next heartbeat); a worker that has not swept yet is given as
+#: long after its start. /health then says "degraded".
+REAPER_STALE_INTERVALS = 5
 #: An API process's wake stream (its result reader's doorbell) outlives a process that died by this long.
 WAKE_STREAM_TTL_S = 3600
 #: Redis connections of one API process's client pool, and at most as many again for enqueues (rerank_api.atomic,
