@@ -12,7 +12,7 @@ from redis.exceptions import ResponseError
 
 from rerank_api.app import _async_redis
 from rerank_api.atomic import Atomic
-from tests.conftest import RedisServer
+from tests.support.redis_server import RedisServer
 
 
 async def _evalsha_calls(client) -> int:

@@ -10,7 +10,9 @@ from fastapi.testclient import TestClient
 
 from rerank_api.app import create_app
 from rerank_contract.settings import Settings
-from tests.conftest import SEED_CANDIDATES, SEED_QUERY, RedisServer, assert_error
+from tests.support.error_answers import assert_error
+from tests.support.redis_server import RedisServer
+from tests.support.seed import SEED_CANDIDATES, SEED_QUERY
 
 
 @pytest.fixture

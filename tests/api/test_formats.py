@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 
 from rerank_api.app import create_app
 from rerank_contract.settings import Settings
-from tests.conftest import RedisServer, assert_error
+from tests.support.error_answers import assert_error
+from tests.support.redis_server import RedisServer
 
 
 def client_for(redis: RedisServer, **settings) -> TestClient:

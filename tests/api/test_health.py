@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from rerank_api.app import create_app
 from rerank_contract.jobs import WORKERS_SET, worker_key
 from rerank_contract.settings import Settings
-from tests.conftest import RedisServer
-from tests.test_api_monitor import record
+from tests.support.redis_server import RedisServer
+from tests.support.worker_records import record
 
 HEARTBEAT_S = 1.0  # the default: the reaper is stale past 5 s
 

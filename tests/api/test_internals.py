@@ -25,7 +25,7 @@ from rerank_api import atomic as atomic_module
 from rerank_api.app import _async_redis
 from rerank_api.atomic import Atomic
 from rerank_contract.jobs import RERANK_JOB, SERIALIZER, SYNC_QUEUE
-from tests.conftest import RedisServer
+from tests.support.redis_server import RedisServer
 
 
 def test_rq_fills_a_pipelines_command_stack_with_args_and_options() -> None:

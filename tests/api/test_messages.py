@@ -9,7 +9,8 @@ from fastapi.testclient import TestClient
 
 from rerank_api.app import create_app
 from rerank_contract.settings import Settings
-from tests.conftest import RedisServer, assert_error
+from tests.support.error_answers import assert_error
+from tests.support.redis_server import RedisServer
 
 BODY = b'{"query": "q", "candidates": ["a"]}'
 

@@ -5,33 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 
 import pytest
 from fakeredis import FakeAsyncRedis
 
 from rerank_api.monitor import Snapshot, WorkerMonitor
-from rerank_contract.jobs import WORKERS_SET, WorkerInfo, worker_key
+from rerank_contract.jobs import WORKERS_SET, worker_key
+from tests.support.worker_records import record
 
 INTERVAL_S = 0.02
-
-
-def record(name: str, **fields: object) -> dict:
-    info = WorkerInfo(
-        name=name,
-        host="h",
-        pid=1,
-        model="m",
-        device="cpu",
-        dtype="float32",
-        max_length=64,
-        queues=["rerank"],
-        started_at=time.time(),
-        model_loads=1,
-        jobs_done=0,
-        jobs_failed=0,
-    )
-    return {**info.model_dump(mode="json"), **fields}
 
 
 async def fill(redis: FakeAsyncRedis) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rerank_server import cli
-from tests.conftest import CLI
+from tests.support.services import CLI
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import pytest
 
 from rerank_contract import __version__
 from rerank_server import cli
-from tests.conftest import CLI
+from tests.support.services import CLI
 
 
 def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ from rerank_api.app import create_app
 from rerank_contract.jobs import SERIALIZER
 from rerank_contract.settings import Settings
 from rerank_server.client import ClientError, HttpClient, QueueClient
-from tests.conftest import RedisServer
+from tests.support.redis_server import RedisServer
 
 ITEMS = [{"id": "q1", "query": "machine learning", "candidates": ["deep learning", "cooking recipes"]}]
 PLAIN = {"items": ITEMS, "score_mode": "activated"}

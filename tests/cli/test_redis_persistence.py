@@ -20,7 +20,7 @@ from rerank_contract.bulk_jobs import BulkJobs
 from rerank_contract.jobs import QUEUES, SERIALIZER, BulkPayload
 from rerank_contract.redis_conn import is_reachable
 from rerank_server import up
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from rerank_contract import defaults
 from rerank_server.supervisor import Child, GiveUp, Supervisor
-from tests.conftest import wait_until
+from tests.support.waiting import wait_until
 
 PIDS = count(100)
 

@@ -108,7 +108,7 @@ def test_lua_is_run_by_one_runner_only() -> None:
     from pathlib import Path
 
     sends = re.compile(r'\.evalsha\(|"EVALSHA"|"EVAL"|register_script\(|(connection|redis|client)\.eval\(')
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     sources = [p for d in ("api", "worker", "contract", "rerank_server") for p in (root / d).rglob("*.py")]
     runners = [str(p.relative_to(root)) for p in sources if sends.search(p.read_text())]
     assert runners == ["contract/rerank_contract/scripts.py"], runners

@@ -16,7 +16,7 @@ import pytest
 
 from rerank_server.deploy import redis_store
 
-COMPOSE = Path(__file__).parent.parent / "compose"
+COMPOSE = Path(__file__).parents[2] / "compose"
 TESTED_FILES = {"compose.yaml", "compose.cuda.yaml", "compose.second-model.yaml", "client.example.yaml"}
 PASSWORD = "0123456789abcdef"
 

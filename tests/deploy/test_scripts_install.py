@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 # Stands in for python3 and for .venv/bin/python: records each pip call instead of installing.
 FAKE_PYTHON = """#!/usr/bin/env bash

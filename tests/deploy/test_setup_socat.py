@@ -13,10 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests import fakes
-from tests.conftest import RedisServer, free_port, wait_until
+from tests.support import fakes
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
 
-SCRIPT = Path(__file__).parent.parent / "setup-socat.sh"
+SCRIPT = Path(__file__).parents[2] / "setup-socat.sh"
 UID = os.getuid()
 
 

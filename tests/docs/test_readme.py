@@ -10,7 +10,7 @@ import pytest
 from rerank_contract.settings import Settings
 from rerank_server.cli import build_parser
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+README = (Path(__file__).parents[2] / "README.md").read_text()
 
 
 @pytest.mark.parametrize("name", sorted(Settings.model_fields))

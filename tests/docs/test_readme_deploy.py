@@ -10,7 +10,7 @@ import pytest
 
 from rerank_server.cli import build_parser
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()
 CODE = "\n".join(body for lang, body in re.findall(r"```(\w*)\n(.*?)```", README, re.S) if lang in ("bash", "yaml"))
 

@@ -15,9 +15,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from rerank_contract.jobs import ScoreMode
-from tests.conftest import CLI, Service, Stack, free_port, service_env, wait_until
-
-pytestmark = pytest.mark.e2e
+from tests.support.ports import free_port
+from tests.support.services import CLI, Service, Stack, service_env
+from tests.support.waiting import wait_until
 
 WORDS = ["machine", "learning", "cooking", "recipes", "neural", "networks", "garden", "music"]
 

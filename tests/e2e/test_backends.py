@@ -14,12 +14,12 @@ import pytest
 from rerank_contract.defaults import EXIT_STARTUP_FAILED
 from rerank_contract.jobs import RerankPayload
 from rerank_worker import jobs
-from tests import minilm_shape
-from tests.conftest import CLI, Stack, service_env, wait_until
-from tests.test_e2e_bulk import PASSAGES, items, sync_results
-from tests.test_worker_chunks import OTHERS, QUERY, long_document
-
-pytestmark = pytest.mark.e2e
+from tests.support import minilm_shape
+from tests.support.bulk_items import PASSAGES, items
+from tests.support.long_documents import OTHERS, QUERY, long_document
+from tests.support.ranking import sync_results
+from tests.support.services import CLI, Stack, service_env
+from tests.support.waiting import wait_until
 
 INSTRUCTION = "Given a topic, find passages about it"
 

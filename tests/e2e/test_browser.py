@@ -14,16 +14,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.browser import Browser, find_chromium
-from tests.conftest import RedisServer, Stack, free_port
+from tests.support.browser import Browser, find_chromium
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
+from tests.support.services import Stack
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(find_chromium() is None, reason="needs Chromium (Debian: apt install chromium; .ci/run does)"),
-]
+pytestmark = pytest.mark.skipif(
+    find_chromium() is None, reason="needs Chromium (Debian: apt install chromium; .ci/run does)"
+)
 
 KEY = "page-test-key"
-ARTIFACTS = Path(os.environ.get("RERANK_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
+ARTIFACTS = Path(os.environ.get("RERANK_TEST_ARTIFACTS", Path(__file__).parents[1] / "artifacts"))
 
 
 @pytest.fixture(scope="module")

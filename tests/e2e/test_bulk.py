@@ -17,14 +17,13 @@ from rq import Queue
 from rerank_contract.jobs import BULK_QUEUE, SERIALIZER, BulkResult, RerankPayload
 from rerank_server.client import HttpClient
 from rerank_worker import jobs
-from tests.conftest import CLI, Stack, wait_until
-from tests.tiny_model import TOPICS
-from tests.worker_fixtures import fetch
+from tests.support.bulk_items import items
+from tests.support.in_process_worker import fetch
+from tests.support.ranking import sync_results
+from tests.support.services import CLI, Stack
+from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
-
-README = (Path(__file__).parent.parent / "README.md").read_text()
-PASSAGES = [p for docs in TOPICS.values() for p in docs]
+README = (Path(__file__).parents[2] / "README.md").read_text()
 
 
 def readme_example(marker: str) -> str:
@@ -36,14 +35,6 @@ def readme_bulk_example() -> str:
     return readme_example("bulk-example")
 
 
-def sync_results(stack: Stack, query: str, candidates: list[str], **options: object) -> list[dict]:
-    """``/v1/rerank``'s results; ``options``: its optional fields (instruction, max_chunks_per_doc)."""
-    body = {"query": query, "candidates": candidates, **options}
-    response = httpx.post(f"{stack.url}/v1/rerank", json=body, timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()["results"]
-
-
 def scores(results: list[dict]) -> dict[int, float]:
     return {r["index"]: r["score"] for r in results}
 
@@ -51,14 +42,6 @@ def scores(results: list[dict]) -> dict[int, float]:
 def assert_same(got: list[dict], want: list[dict]) -> None:
     assert [r["index"] for r in got] == [r["index"] for r in want]
     assert [r["score"] for r in got] == pytest.approx([r["score"] for r in want], abs=1e-5)
-
-
-def items(n: int, per_item: int) -> list[dict]:
-    topics = list(TOPICS)
-    return [
-        {"id": f"i{i}", "query": topics[i % 5], "candidates": [PASSAGES[(i + k) % 20] for k in range(per_item)]}
-        for i in range(n)
-    ]
 
 
 @pytest.fixture(scope="module")

@@ -31,10 +31,12 @@ from redis import Redis
 
 from rerank_contract.bulk_jobs import BulkJobs
 from rerank_contract.jobs import QUEUES, BulkPayload
-from tests.conftest import RedisServer, Service, Stack, wait_until
-from tests.test_e2e_faults import items
+from tests.support.bulk_items import items
+from tests.support.redis_server import RedisServer
+from tests.support.services import Service, Stack
+from tests.support.waiting import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
+pytestmark = pytest.mark.chaos
 
 CHAOS_S = 55.0
 KILL_EVERY_S = 5.0

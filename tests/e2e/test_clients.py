@@ -17,9 +17,9 @@ import httpx
 import pytest
 import torch
 
-from tests.conftest import RedisServer, Stack, assert_error
-
-pytestmark = pytest.mark.e2e
+from tests.support.error_answers import assert_error
+from tests.support.redis_server import RedisServer
+from tests.support.services import Stack
 
 QUERY = "machine learning"
 DOCS = ["cooking recipes", "deep learning neural networks", "stock market", "black holes"]

@@ -10,12 +10,9 @@ import asyncio
 import random
 
 import httpx
-import pytest
 
-from tests.test_e2e_service import assert_matches, expected
-from tests.tiny_model import TOPICS
-
-pytestmark = pytest.mark.e2e
+from tests.support.ranking import assert_matches, expected
+from tests.support.tiny_model import TOPICS
 
 
 def test_hundreds_of_concurrent_calls_each_get_their_own_scores(make_stack, cross_encoder) -> None:

@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 
 from rerank_contract.jobs import ScoreMode
-from tests.conftest import Stack
-
-pytestmark = pytest.mark.e2e
+from tests.support.services import Stack
 
 
 def test_fake_scorer_serves_through_the_queue_without_loading_torch(make_stack) -> None:

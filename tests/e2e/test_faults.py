@@ -14,20 +14,11 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 
 from rerank_contract.jobs import QUEUES, SERIALIZER, SYNC_QUEUE
-from tests.conftest import SEED_CANDIDATES, SEED_QUERY, RedisServer, Service, Stack, wait_until
-from tests.tiny_model import TOPICS
-
-pytestmark = pytest.mark.e2e
-
-PASSAGES = [p for docs in TOPICS.values() for p in docs]
-
-
-def items(n: int, per_item: int) -> list[dict]:
-    topics = list(TOPICS)
-    return [
-        {"id": f"i{i}", "query": topics[i % 5], "candidates": [PASSAGES[(i + k) % 20] for k in range(per_item)]}
-        for i in range(n)
-    ]
+from tests.support.bulk_items import items
+from tests.support.redis_server import RedisServer
+from tests.support.seed import SEED_CANDIDATES, SEED_QUERY
+from tests.support.services import Service, Stack
+from tests.support.waiting import wait_until
 
 
 async def burst(url: str, n: int) -> list[tuple[int, float]]:

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from rerank_server import cli
-from tests.conftest import CLI, free_port, service_env, wait_until
-
-pytestmark = pytest.mark.e2e
+from tests.support.ports import free_port
+from tests.support.services import CLI, service_env
+from tests.support.waiting import wait_until
 
 
 def test_model_build_then_up_answers_with_a_ranking_and_says_so_in_one_line(

@@ -12,9 +12,7 @@ import httpx
 import pytest
 import torch
 
-from tests.conftest import Stack
-
-pytestmark = pytest.mark.e2e
+from tests.support.services import Stack
 
 QUERY = "machine learning"
 DOCS = ["cooking recipes", "deep learning", "stock market", "neural networks", "baking bread"]

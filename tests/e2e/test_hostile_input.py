@@ -17,7 +17,9 @@ import httpx
 import pytest
 
 from rerank_api.errors import STATUS, ErrorType
-from tests.conftest import SEED_CANDIDATES, SEED_QUERY, RedisServer, Stack
+from tests.support.redis_server import RedisServer
+from tests.support.seed import SEED_CANDIDATES, SEED_QUERY
+from tests.support.services import Stack
 
 MAX_BODY_BYTES = 1_000_000
 MAX_TEXT_CHARS = 20_000
@@ -138,7 +140,6 @@ def seed_scores(cross_encoder) -> dict[int, float]:
     return dict(enumerate(cross_encoder.predict([(SEED_QUERY, c) for c in SEED_CANDIDATES]).tolist()))
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_hostile_input_gets_a_json_answer_and_the_worker_survives(
     hostile_stack: Stack, worker_pid: int, seed_scores: dict[int, float], case: Hostile
@@ -165,7 +166,6 @@ def test_hostile_input_gets_a_json_answer_and_the_worker_survives(
     assert response.status_code == case.status, response.text[:2000]
 
 
-@pytest.mark.e2e
 def test_the_worker_survived_every_case(hostile_stack: Stack, worker_pid: int, seed_scores: dict[int, float]) -> None:
     """Also after the cases above that are expected to fail for now."""
     assert_worker_serves(hostile_stack, worker_pid, seed_scores)

@@ -24,9 +24,11 @@ from redis import Redis
 from rq import Queue
 
 from rerank_contract.jobs import BULK_JOB, SERIALIZER, bulk_queue
-from tests.conftest import CLI, RedisServer, Service, Stack, assert_error, free_port, service_env, wait_until
-
-pytestmark = pytest.mark.e2e
+from tests.support.error_answers import assert_error
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
+from tests.support.services import CLI, Service, Stack, service_env
+from tests.support.waiting import wait_until
 
 QUERY = "machine learning"
 DOCS = ["cooking recipes", "deep learning", "stock market", "neural networks"]

@@ -7,14 +7,14 @@ import time
 from collections.abc import Callable
 
 import httpx
-import pytest
 from redis import Redis
 
 from rerank_contract.jobs import WORKERS_SET, worker_key
-from tests.conftest import SEED_CANDIDATES, SEED_QUERY, Stack, assert_error, wait_until
-from tests.test_e2e_service import assert_matches, expected
-
-pytestmark = pytest.mark.e2e
+from tests.support.error_answers import assert_error
+from tests.support.ranking import assert_matches, expected
+from tests.support.seed import SEED_CANDIDATES, SEED_QUERY
+from tests.support.services import Stack
+from tests.support.waiting import wait_until
 
 #: The API's monitor refreshes every 0.5 s: this is several intervals.
 WATCH_S = 3.0

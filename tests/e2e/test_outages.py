@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.conftest import SEED_CANDIDATES, SEED_QUERY, RedisServer, Stack, wait_until
-
-pytestmark = pytest.mark.e2e
+from tests.support.redis_server import RedisServer
+from tests.support.seed import SEED_CANDIDATES, SEED_QUERY
+from tests.support.services import Stack
+from tests.support.waiting import wait_until
 
 #: How soon after Redis answers again a call must be served (the issue's bound).
 RECOVERY_S = 5.0

@@ -12,10 +12,8 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from rerank_contract.jobs import SERIALIZER, SYNC_QUEUE, RerankResult
-from tests.conftest import Stack
-from tests.tiny_model import TOPICS
-
-pytestmark = pytest.mark.e2e
+from tests.support.services import Stack
+from tests.support.tiny_model import TOPICS
 
 
 def test_batched_calls_leave_one_finished_rq_job_each(make_stack, cross_encoder) -> None:

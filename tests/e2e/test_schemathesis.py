@@ -14,9 +14,8 @@ import sys
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import Stack
+from tests.support.services import Stack
 
 CHECKS = (
     "not_a_server_error",
@@ -29,7 +28,6 @@ MAX_EXAMPLES = 25
 SEED = 20261125
 
 
-@pytest.mark.e2e
 def test_live_schema_holds_under_schemathesis(stack: Stack, tmp_path: Path) -> None:
     pid = stack.health()["workers"][0]["pid"]
     schema = httpx.get(f"{stack.url}/openapi.json").json()

@@ -10,24 +10,12 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import SEED_CANDIDATES, SEED_QUERY, Stack, wait_until
-from tests.tiny_model import TOPICS
-
-pytestmark = pytest.mark.e2e
-
-
-def expected(cross_encoder, query: str, candidates: list[str]) -> list[tuple[int, float]]:
-    scores = cross_encoder.predict([(query, c) for c in candidates])
-    return sorted(((i, float(s)) for i, s in enumerate(scores)), key=lambda t: -t[1])
-
-
-def assert_matches(body: dict, want: list[tuple[int, float]]) -> None:
-    got = [(r["index"], r["score"]) for r in body["results"]]
-    assert [i for i, _ in got] == [i for i, _ in want]
-    for (_, g), (_, w) in zip(got, want, strict=True):
-        assert g == pytest.approx(w, abs=1e-5)
+from tests.support.ranking import assert_matches, expected
+from tests.support.seed import SEED_CANDIDATES, SEED_QUERY
+from tests.support.services import Stack
+from tests.support.tiny_model import TOPICS
+from tests.support.waiting import wait_until
 
 
 def test_seed_example_ranks_like_cross_encoder_predict(stack: Stack, cross_encoder, model_dir) -> None:
@@ -183,7 +171,7 @@ def test_redis_unreachable_gives_503(make_stack) -> None:
 
 def test_seed_uvicorn_command_serves_the_app(stack: Stack, tmp_path) -> None:
     """``uvicorn rerank_server:app`` from the original README still works."""
-    from tests.conftest import free_port
+    from tests.support.ports import free_port
 
     port = free_port()
     proc = subprocess.Popen(

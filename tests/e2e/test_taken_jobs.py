@@ -16,10 +16,10 @@ import pytest
 from redis import Redis
 
 from rerank_worker.taking import TAKERS, taken_key
-from tests.conftest import CLI, RedisServer, Service, Stack, wait_until
-from tests.test_e2e_faults import items
-
-pytestmark = pytest.mark.e2e
+from tests.support.bulk_items import items
+from tests.support.redis_server import RedisServer
+from tests.support.services import CLI, Service, Stack
+from tests.support.waiting import wait_until
 
 
 def faulty_worker(stack: Stack, fault: str, heartbeat_ttl_s: int) -> Service:

@@ -17,9 +17,10 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from rerank_server.client import QueueClient
-from tests.conftest import SEED_CANDIDATES, SEED_QUERY, RedisServer, Stack, free_port
-
-pytestmark = pytest.mark.e2e
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
+from tests.support.seed import SEED_CANDIDATES, SEED_QUERY
+from tests.support.services import Stack
 
 
 def make_certificates(folder: Path) -> Path:

@@ -9,14 +9,14 @@ import socket
 import subprocess
 
 import httpx
-import pytest
 from redis import Redis
 
 from rerank_contract.bulk_jobs import BulkJobs
 from rerank_contract.jobs import BulkPayload
-from tests.conftest import CLI, SEED_CANDIDATES, SEED_QUERY, free_port, service_env, wait_until
-
-pytestmark = pytest.mark.e2e
+from tests.support.ports import free_port
+from tests.support.seed import SEED_CANDIDATES, SEED_QUERY
+from tests.support.services import CLI, service_env
+from tests.support.waiting import wait_until
 
 
 def _port_open(port: int) -> bool:

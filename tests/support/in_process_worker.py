@@ -1,25 +1,13 @@
-"""Fixtures and helpers of the in-process worker tests: a real RerankWorker on fakeredis (a pytest plugin)."""
+"""A real RerankWorker in the test's own process, on the queue it is given (fakeredis in the worker tests)."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import fakeredis
-import pytest
 from rq import Queue
 from rq.job import Job
 
-from rerank_contract.jobs import SERIALIZER, SYNC_QUEUE
-
-
-@pytest.fixture
-def queue(reranker) -> Queue:
-    return Queue(SYNC_QUEUE, connection=fakeredis.FakeStrictRedis(), serializer=SERIALIZER)
-
-
-@pytest.fixture
-def scorer(reranker):
-    return reranker
+from rerank_contract.jobs import SERIALIZER
 
 
 def make_worker(queue: Queue, scorer, max_batch_pairs: int = 512, overlap: bool = False):
@@ -41,11 +29,6 @@ def burst(queue: Queue, scorer, max_batch_pairs: int = 512, overlap: bool = Fals
     worker = make_worker(queue, scorer, max_batch_pairs, overlap)
     worker.work(burst=True)
     return worker
-
-
-@pytest.fixture
-def run_burst(scorer):
-    return lambda queue, max_batch_pairs=512, overlap=False: burst(queue, scorer, max_batch_pairs, overlap)
 
 
 def fetch(queue: Queue, job_id: str) -> Job:

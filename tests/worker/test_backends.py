@@ -13,8 +13,8 @@ import pytest
 from rerank_contract.jobs import RerankPayload, ScoreMode
 from rerank_worker import backends, jobs
 from rerank_worker.model_source import BackendUnavailable
-from tests import minilm_shape
-from tests.test_worker_chunks import OTHERS, QUERY, long_document
+from tests.support import minilm_shape
+from tests.support.long_documents import OTHERS, QUERY, long_document
 
 REQUESTS = [
     ("machine learning", ["deep learning", "cooking recipes", "black holes", "gradient descent training"]),

@@ -18,7 +18,7 @@ from rerank_contract.jobs import (
     BulkResult,
     Progress,
 )
-from tests.tiny_model import TOPICS
+from tests.support.tiny_model import TOPICS
 
 PASSAGES = [p for docs in TOPICS.values() for p in docs]
 

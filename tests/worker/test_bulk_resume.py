@@ -1,44 +1,14 @@
-"""A bulk job run again continues where it stopped: in-process on fakeredis, then with a real worker SIGKILLed."""
+"""A bulk job run again continues where it stopped, in-process on fakeredis (a real worker SIGKILLed: tests/e2e)."""
 
 from __future__ import annotations
 
-import signal
-
 import fakeredis
-import pytest
-from redis import Redis
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
 
-from rerank_contract.bulk_jobs import BulkJobs
-from rerank_contract.jobs import BULK_JOB, BULK_QUEUE, PROGRESS_META, SERIALIZER, SYNC_QUEUE, BulkPayload, BulkResult
-from tests.conftest import wait_until
-from tests.tiny_model import TOPICS
-
-PASSAGES = [p for docs in TOPICS.values() for p in docs]
-
-
-def items(n: int, per_item: int) -> list[dict]:
-    topics = list(TOPICS)
-    return [
-        {
-            "id": f"item-{i}",
-            "query": topics[i % len(topics)],
-            "candidates": [PASSAGES[(i + k) % 20] for k in range(per_item)],
-        }
-        for i in range(n)
-    ]
-
-
-def assert_equals_predict(result: BulkResult, payload: dict, cross_encoder) -> None:
-    pairs = [(item["query"], c) for item in payload["items"] for c in item["candidates"]]
-    flat = cross_encoder.predict(pairs, batch_size=len(pairs)).tolist()
-    start = 0
-    for item, got in zip(payload["items"], result.items, strict=True):
-        want = flat[start : start + len(item["candidates"])]
-        start += len(item["candidates"])
-        assert got.id == item["id"]
-        assert {r.index: r.score for r in got.results} == pytest.approx(dict(enumerate(want)), abs=1e-5)
+from rerank_contract.jobs import BULK_JOB, BULK_QUEUE, PROGRESS_META, SERIALIZER, SYNC_QUEUE, BulkResult
+from tests.support.bulk_items import items
+from tests.support.ranking import assert_equals_predict
 
 
 class DiesOnce:
@@ -101,35 +71,3 @@ def test_a_run_keeps_the_chunk_size_of_the_first_run(reranker) -> None:
     assert record.open(50) == (50, {})
     record.finished(0, [[0.5, 0.25]], [7])
     assert record.open(8) == (50, {0: {"scores": [[0.5, 0.25]], "tokens": [7]}})
-
-
-@pytest.mark.e2e
-def test_a_worker_killed_mid_job_is_resumed_by_the_next_one(make_stack, cross_encoder) -> None:
-    stack = make_stack(BULK_CHUNK_PAIRS="8", BATCH_SIZE="8")
-    stack.start_api()
-    first = stack.start_worker()
-    connection = Redis.from_url(stack.redis_url, socket_timeout=5)
-    jobs = BulkJobs(connection, job_timeout_s=600, result_ttl_s=600, failure_ttl_s=600, retries=2)
-    payload = {"items": items(60, 12)}  # 720 pairs: 90 chunks of 8
-    job_id = jobs.submit(BulkPayload.model_validate(payload))
-
-    def progressed() -> bool:
-        progress = jobs.state(job_id).progress
-        return progress is not None and progress.done >= 40
-
-    wait_until(progressed, 60, "the bulk job to be under way", interval=0.005)
-    with first.frozen():  # stopped at once: the progress read next is where it died
-        at_kill = jobs.state(job_id).progress
-        first.signal(signal.SIGKILL)
-    assert at_kill is not None and 40 <= at_kill.done < at_kill.total, at_kill
-    first.proc.wait(10)
-
-    stack.start_worker()  # its reaper hands the dead worker's job back to RQ, which runs it again
-    wait_until(lambda: jobs.state(job_id).done, 120, "the resumed bulk job to finish")
-    state = jobs.state(job_id)
-    assert state.status == "finished", state
-    meta = jobs.fetch(job_id).get_meta()
-    assert meta[PROGRESS_META] == {"done": 720, "total": 720}
-    assert meta["chunks"]["chunks"] == 90 and meta["chunks"]["runs"] == 2
-    assert meta["chunks"]["scored"] <= 90 + 1  # counted by the workers, in Redis, before each chunk
-    assert_equals_predict(state.result, payload, cross_encoder)

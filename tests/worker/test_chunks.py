@@ -9,23 +9,8 @@ from rq import Queue
 from rerank_contract.jobs import BULK_JOB, BULK_QUEUE, SERIALIZER, SYNC_QUEUE, BulkResult, RerankPayload, ScoreMode
 from rerank_worker import jobs
 from rerank_worker.scoring import FakeScorer
-from tests.worker_fixtures import fetch
-
-QUERY = "machine learning"
-RELEVANT = "deep learning neural networks"
-OTHERS = ["stock market", "pasta sauce", "garden soil"]
-
-
-def long_document(reranker, chunks: int) -> str:
-    """Cooking filler that fills ``chunks - 1`` chunks exactly, then the relevant sentence at the very end."""
-    tokenizer = reranker.model.tokenizer
-    room = reranker.max_length - reranker.measure(QUERY, [""], None)[0]  # what the query leaves for a document
-    filler = " ".join(["cooking recipes baking bread kitchen knives pasta sauce"] * 40).split()
-    words = []
-    while len(tokenizer(" ".join(words), add_special_tokens=False)["input_ids"]) < room * (chunks - 1):
-        words.append(filler[len(words)])
-    assert len(tokenizer(" ".join(words), add_special_tokens=False)["input_ids"]) == room * (chunks - 1)
-    return " ".join(words) + " " + RELEVANT
+from tests.support.in_process_worker import fetch
+from tests.support.long_documents import OTHERS, QUERY, RELEVANT, long_document
 
 
 def test_chunking_reads_the_end_that_truncation_cuts_off(reranker, cross_encoder) -> None:

@@ -27,8 +27,8 @@ from rerank_contract.jobs import (
 )
 from rerank_contract.settings import Settings
 from rerank_worker import jobs
-from tests import tiny_decoder
-from tests.worker_fixtures import fetch
+from tests.support import tiny_decoder
+from tests.support.in_process_worker import fetch
 
 QUERY = "machine learning"
 DOCS = ["deep learning neural networks", "cooking recipes", "black holes and distant galaxies"]

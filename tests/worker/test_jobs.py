@@ -11,8 +11,8 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from rerank_contract.jobs import RERANK_JOB, SERIALIZER, SYNC_QUEUE, RerankResult
-from tests.conftest import SEED_CANDIDATES, SEED_QUERY
-from tests.worker_fixtures import fetch, make_worker
+from tests.support.in_process_worker import fetch, make_worker
+from tests.support.seed import REQUESTS, SEED_CANDIDATES, SEED_QUERY
 
 
 def test_job_scores_equal_cross_encoder_predict(run_burst, queue: Queue, cross_encoder) -> None:
@@ -83,14 +83,6 @@ def test_pickled_job_is_refused_and_worker_goes_on(run_burst, queue: Queue, tmp_
     assert queue.connection.hget(evil.key, "status") == b"failed"
     assert fetch(queue, good.id).get_status() == JobStatus.FINISHED
     assert (worker.jobs_done, worker.jobs_failed) == (1, 1)
-
-
-REQUESTS = [
-    ("machine learning", ["cooking recipes", "deep learning", "neural networks", "stock market"]),
-    ("astronomy", ["black holes", "pasta sauce"]),
-    ("gardening", ["growing tomatoes", "interest rates", "garden soil"]),
-    ("finance", ["bank loans"]),
-]
 
 
 def test_waiting_jobs_run_as_one_batch_with_the_same_scores_as_one_at_a_time(

@@ -9,7 +9,7 @@ from rq.job import Job, JobStatus
 
 from rerank_contract.jobs import RERANK_JOB, SERIALIZER, SYNC_QUEUE, InputTooLong, RerankPayload, TruncationSide
 from rerank_worker import jobs
-from tests.worker_fixtures import burst
+from tests.support.in_process_worker import burst
 
 QUERY = "machine learning"  # 2 tokens; a pair adds 3 special tokens, so 59 text tokens fit in 64
 TEXT = "deep learning neural networks gradient descent training"  # 7 tokens

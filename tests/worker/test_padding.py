@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rerank_worker import padding
-from tests.tiny_model import TOPICS
+from tests.support.tiny_model import TOPICS
 
 WORDS = [w for docs in TOPICS.values() for d in docs for w in d.split()]
 

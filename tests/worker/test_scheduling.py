@@ -7,9 +7,8 @@ from rq import Queue
 from rq.job import JobStatus
 
 from rerank_contract.jobs import RERANK_JOB, RerankResult, ScoreMode
-from tests.conftest import SEED_CANDIDATES, SEED_QUERY
-from tests.test_worker_jobs import REQUESTS
-from tests.worker_fixtures import fetch
+from tests.support.in_process_worker import fetch
+from tests.support.seed import REQUESTS, SEED_CANDIDATES, SEED_QUERY
 
 
 def test_next_batch_is_collected_and_started_while_the_model_scores(

@@ -13,8 +13,8 @@ from rq.job import JobStatus
 from rq.worker import WorkerStatus
 
 from rerank_contract.jobs import RERANK_JOB, RerankResult
-from tests.conftest import SEED_CANDIDATES, SEED_QUERY
-from tests.worker_fixtures import fetch, make_worker
+from tests.support.in_process_worker import fetch, make_worker
+from tests.support.seed import SEED_CANDIDATES, SEED_QUERY
 
 
 @pytest.fixture(autouse=True)
@@ -84,7 +84,7 @@ def test_stopping_the_command_channel_waits_at_most_one_short_read(redis_server)
     from rerank_contract.defaults import PUBSUB_POLL_S
     from rerank_contract.jobs import SERIALIZER, SYNC_QUEUE
     from rerank_worker.scoring import FakeScorer
-    from tests.conftest import wait_until
+    from tests.support.waiting import wait_until
 
     connection = Redis.from_url(redis_server.url)
     worker = make_worker(Queue(SYNC_QUEUE, connection=connection, serializer=SERIALIZER), FakeScorer())
