@@ -26,6 +26,7 @@ from rerank_api.app import _async_redis
 from rerank_api.atomic import Atomic
 from rerank_contract.jobs import RERANK_JOB, SERIALIZER, SYNC_QUEUE
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until_async
 
 
 def test_rq_fills_a_pipelines_command_stack_with_args_and_options() -> None:
@@ -77,16 +78,26 @@ def test_atomic_sends_on_connections_made_by_the_clients_pool(redis_server: Redi
             await atomic.run([("SET", f"{key}:k", "x"), ("INCR", f"{key}:k"), ("SET", f"{key}:after", "1")])
         assert await client.mget(f"{key}:k", f"{key}:after") == [b"x", b"1"]
 
+        [connection] = atomic._idle
         await client.client_kill_filter(_type="normal", skipme=True)
-        await asyncio.sleep(0.2)  # the closed socket's EOF reaches the loop: the checkout sees it and reconnects
+        # The closed socket's EOF reaches the loop (redis-py's stream reader): the checkout sees it and reconnects.
+        await wait_until_async(lambda: connection._reader.at_eof(), 10, "the killed connection's EOF")
         await atomic.run([("SET", f"{key}:k", "after-kill")])
         assert await client.get(f"{key}:k") == b"after-kill"
 
         assert redis_server.proc is not None
         os.kill(redis_server.proc.pid, signal.SIGSTOP)  # no reply comes while it is stopped
         try:
+            reading = asyncio.Event()  # set once the run is sent and its reply awaited
+            read_response = connection.read_response
+
+            async def read_after_send(*args, **kwargs):
+                reading.set()
+                return await read_response(*args, **kwargs)
+
+            connection.read_response = read_after_send
             started = asyncio.ensure_future(atomic.run([("SET", f"{key}:k", "cancelled")]))
-            await asyncio.sleep(0.2)
+            await asyncio.wait_for(reading.wait(), 10)
             started.cancel()  # after the flush: the script still runs, its reply is read by the send, not the caller
             with pytest.raises(asyncio.CancelledError):
                 await started

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +16,7 @@ from rerank_api.errors import ApiError
 from rerank_contract.jobs import RERANK_JOB, SERIALIZER, SYNC_QUEUE
 from rerank_contract.settings import Settings
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_until
 
 
 def test_queue_depth_and_workers_come_from_the_monitor(own_redis: RedisServer) -> None:
@@ -24,10 +24,9 @@ def test_queue_depth_and_workers_come_from_the_monitor(own_redis: RedisServer) -
     with TestClient(create_app(Settings(redis_url=own_redis.url))) as client:  # no worker: jobs stay queued
         for _ in range(2):
             waiting.enqueue(RERANK_JOB, {"query": "q", "candidates": ["a"]})
-        deadline = time.monotonic() + 5
-        while 'rerank_queue_depth{queue="rerank"} 2.0' not in (text := client.get("/metrics").text):
-            assert time.monotonic() < deadline, text
-            time.sleep(0.1)
+        depth = 'rerank_queue_depth{queue="rerank"} 2.0'
+        wait_until(lambda: depth in client.get("/metrics").text, 5, "the monitor to count the queued jobs")
+        text = client.get("/metrics").text
         assert 'rerank_queue_depth{queue="rerank-bulk"} 0.0' in text
         assert "rerank_workers_alive 0.0" in text
         assert "rerank_redis_up 1.0" in text

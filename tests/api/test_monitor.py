@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 import pytest
 from fakeredis import FakeAsyncRedis
 
 from rerank_api.monitor import Snapshot, WorkerMonitor
 from rerank_contract.jobs import WORKERS_SET, worker_key
+from tests.support.waiting import wait_until_async
 from tests.support.worker_records import record
 
 INTERVAL_S = 0.02
@@ -90,9 +92,11 @@ def test_the_loop_outlives_unexpected_errors_and_says_when_it_last_refreshed(
 
     class Flaky(FakeAsyncRedis):
         failing = False
+        failures = 0
 
         async def smembers(self, name):  # type: ignore[override]
             if self.failing:
+                self.failures += 1
                 raise RuntimeError("something nobody expected")
             return await super().smembers(name)
 
@@ -106,19 +110,20 @@ def test_the_loop_outlives_unexpected_errors_and_says_when_it_last_refreshed(
             assert monitor.age_s() is not None and monitor.age_s() < 1
             assert sorted(monitor.snapshot.alive) == ["good", "latin", "newer"]
             redis.failing = True
-            await asyncio.sleep(10 * INTERVAL_S)
-            frozen_at = monitor.refreshed_at
-            await asyncio.sleep(10 * INTERVAL_S)
+            await wait_until_async(lambda: redis.failures >= 1, 10, "a refresh to fail")
+            frozen_at, frozen_since = monitor.refreshed_at, time.monotonic()
+            await wait_until_async(lambda: redis.failures >= 5, 10, "four more refreshes to fail")
             assert monitor.refreshed_at == frozen_at  # no refresh succeeded meanwhile
-            assert monitor.age_s() >= 10 * INTERVAL_S
+            elapsed = time.monotonic() - frozen_since
+            assert monitor.age_s() >= elapsed  # the age of the last success, not of the last attempt
             assert sorted(monitor.snapshot.alive) == ["good", "latin", "newer"]  # the last view is kept
             assert not monitor._task.done()
             redis.failing = False
-            await asyncio.sleep(5 * INTERVAL_S)
-            assert monitor.age_s() < 5 * INTERVAL_S
+            await wait_until_async(lambda: monitor.refreshed_at != frozen_at, 10, "a refresh to succeed again")
+            assert monitor.age_s() < 1
             await redis.set(worker_key("good"), b"now garbage", ex=60)
-            await asyncio.sleep(5 * INTERVAL_S)
-            assert sorted(monitor.snapshot.alive) == ["latin", "newer"]
+            alive = lambda: sorted(monitor.snapshot.alive) == ["latin", "newer"]  # noqa: E731
+            await wait_until_async(alive, 10, "the next refresh to skip the garbage record")
             assert not monitor._task.done()
         finally:
             await monitor.stop()
@@ -140,8 +145,8 @@ def test_redis_down_is_a_view_not_an_error() -> None:
         monitor = WorkerMonitor(redis, interval_s=INTERVAL_S)
         await monitor.start()
         try:
-            await asyncio.sleep(5 * INTERVAL_S)
-            assert monitor.snapshot.redis_error is not None and monitor.snapshot.redis_error.startswith("Redis")
+            await wait_until_async(lambda: monitor.snapshot.redis_error is not None, 10, "a refresh to find Redis down")
+            assert monitor.snapshot.redis_error.startswith("Redis")
             assert monitor.age_s() < 1
         finally:
             await monitor.stop()
@@ -159,7 +164,7 @@ def test_no_worker_is_read_again_from_redis_before_it_is_believed() -> None:
 
         async def smembers(self, name):  # type: ignore[override]
             self.reads += name == WORKERS_SET  # one refresh also reads the known models' set
-            await asyncio.sleep(0.01)  # a read in flight while the other callers arrive
+            await asyncio.sleep(0.01)  # a slow read (the case under test): in flight while the other callers arrive
             return await super().smembers(name)
 
     async def scenario() -> None:

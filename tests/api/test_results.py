@@ -11,14 +11,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from rq.results import Result
 
 from rerank_api.results import ResultReader
+from tests.support.waiting import wait_until_async
 
 GENEROUS_S = 10  # a bound for a hang, not a timing claim
-
-
-async def _until(condition, what: str) -> None:
-    async with asyncio.timeout(GENEROUS_S):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 def test_waiters_get_their_own_results_and_a_blocked_reader_is_woken(own_redis) -> None:
@@ -27,14 +22,18 @@ def test_waiters_get_their_own_results_and_a_blocked_reader_is_woken(own_redis) 
         reader = ResultReader(redis)
         try:
             first = reader.expect("job-a")
-            await _until(lambda: Result.get_key("job-a") in reader._watched, "the reader blocks on job-a")
+            await wait_until_async(
+                lambda: Result.get_key("job-a") in reader._watched, GENEROUS_S, "the reader blocks on job-a"
+            )
             second = reader.expect("job-b")
             wake = reader.wake_commands()
             assert [c[0] for c in wake] == ["XADD", "EXPIRE"]
             assert reader.wake_commands() == []  # one wake per blocked read
             for command in wake:
                 await redis.execute_command(*command)
-            await _until(lambda: Result.get_key("job-b") in reader._watched, "the woken reader watches job-b")
+            await wait_until_async(
+                lambda: Result.get_key("job-b") in reader._watched, GENEROUS_S, "the woken reader watches job-b"
+            )
             await redis.xadd(Result.get_key("job-b"), {"type": "1", "for": "b"})
             await redis.xadd(Result.get_key("job-a"), {"type": "1", "for": "a"})
             async with asyncio.timeout(GENEROUS_S):

@@ -6,8 +6,10 @@ import json
 import subprocess
 import sys
 
+import fakeredis
 import pytest
 from pydantic import ValidationError
+from rq import Queue
 
 from rerank_contract import jobs as contract
 
@@ -35,8 +37,17 @@ def test_payload_round_trips_through_rq_json_serializer() -> None:
     assert contract.RerankPayload.model_validate(data) == payload
 
 
-def test_queues_put_sync_before_bulk() -> None:
-    assert contract.QUEUES == (contract.SYNC_QUEUE, contract.BULK_QUEUE)
+def test_queues_keep_their_names_and_a_worker_takes_sync_before_older_bulk_jobs() -> None:
+    """Direct RQ clients enqueue by these names; a worker listening on them in this order (RQ pops the first
+    non-empty queue) takes a waiting sync job before a bulk job queued earlier."""
+    assert contract.QUEUES == ("rerank", "rerank-bulk")
+    connection = fakeredis.FakeStrictRedis()
+    queues = [Queue(name, connection=connection, serializer=contract.SERIALIZER) for name in contract.QUEUES]
+    by_name = {queue.name: queue for queue in queues}
+    by_name[contract.BULK_QUEUE].enqueue(contract.BULK_JOB, {"items": []})
+    sync = by_name[contract.SYNC_QUEUE].enqueue(contract.RERANK_JOB, {"query": "q", "candidates": ["a"]})
+    job, queue = Queue.dequeue_any(queues, None, connection=connection, serializer=contract.SERIALIZER)
+    assert (job.id, queue.name) == (sync.id, contract.SYNC_QUEUE)
 
 
 def test_allowlisted_job_functions_exist_on_the_worker() -> None:

@@ -108,7 +108,7 @@ def test_http_bulk_job_reports_progress_and_results_equal_to_sync(bulk_stack: St
             seen.append(state["progress"]["done"])
         if state["status"] in ("finished", "failed", "canceled"):
             break
-        time.sleep(0.02)
+        time.sleep(0.02)  # the sampling interval of the progress seen, not a wait
     assert state["status"] == "finished", state
     assert state["progress"] == {"done": 1200, "total": 1200}
     assert seen == sorted(seen)

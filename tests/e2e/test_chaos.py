@@ -163,7 +163,7 @@ def test_nothing_accepted_is_lost_under_chaos(make_stack, own_redis: RedisServer
                 except Exception as exc:  # Redis away: not accepted
                     ledger.bulk_refused[f"direct {type(exc).__name__}"] += 1
             n += 1
-            await asyncio.sleep(BULK_EVERY_S)
+            await asyncio.sleep(BULK_EVERY_S)  # the load's schedule (part of the case), not a wait
 
     def kill_and_replace(index: int) -> None:
         worker = slots[index]
@@ -186,7 +186,7 @@ def test_nothing_accepted_is_lost_under_chaos(make_stack, own_redis: RedisServer
         rng = random.Random(21)
         redis_done = False
         while time.monotonic() < end - KILL_EVERY_S:
-            await asyncio.sleep(KILL_EVERY_S)
+            await asyncio.sleep(KILL_EVERY_S)  # the faults' schedule (part of the case), not a wait
             await asyncio.to_thread(kill_and_replace, rng.randrange(2))
             if not redis_done and time.monotonic() > end - CHAOS_S / 2:
                 await asyncio.to_thread(restart_redis)

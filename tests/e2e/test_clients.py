@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from tests.support.error_answers import assert_error
 from tests.support.redis_server import RedisServer
 from tests.support.services import Stack
+from tests.support.waiting import wait_until
 
 QUERY = "machine learning"
 DOCS = ["cooking recipes", "deep learning neural networks", "stock market", "black holes"]
@@ -142,10 +142,10 @@ def test_tokens_counter_and_bulk_jobs_with_instructions(decoder_stack: Stack, re
 
     items = [{"id": "a", "query": QUERY, "candidates": DOCS}]
     job = post(decoder_stack, "/v1/jobs", {"items": items, "instruction": INSTRUCTION}).json()
-    deadline = time.monotonic() + 30
-    while (state := httpx.get(f"{decoder_stack.url}{job['status_url']}").json())["status"] != "finished":
-        assert time.monotonic() < deadline and state["status"] in ("queued", "started"), state
-        time.sleep(0.1)
+    url = f"{decoder_stack.url}{job['status_url']}"
+    wait_until(lambda: httpx.get(url).json()["status"] not in ("queued", "started"), 30, "the bulk job to end")
+    state = httpx.get(url).json()
+    assert state["status"] == "finished", state
     result = state["result"]
     assert result["tokens"] == tokens(reference, DOCS, INSTRUCTION)
     want = dict(enumerate(sigmoid_predict(reference, DOCS, INSTRUCTION)))

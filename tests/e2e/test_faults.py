@@ -18,7 +18,7 @@ from tests.support.bulk_items import items
 from tests.support.redis_server import RedisServer
 from tests.support.seed import SEED_CANDIDATES, SEED_QUERY
 from tests.support.services import Service, Stack
-from tests.support.waiting import wait_until
+from tests.support.waiting import wait_until, wait_until_async
 
 
 async def burst(url: str, n: int) -> list[tuple[int, float]]:
@@ -56,7 +56,8 @@ def kill_holding_a_sync_job(worker: Service, redis: Redis, bulk_job_id: str, tim
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         worker.signal(signal.SIGSTOP)
-        time.sleep(0.02)  # let Redis apply what the worker sent just before it stopped
+        wait_until(worker.stopped, 10, "the worker to stop", interval=0.001)
+        redis.ping()  # answered in a later event-loop turn than the one that read what the worker sent before it
         held = held_sync_jobs(redis)
         bulk = Job.fetch(bulk_job_id, connection=redis, serializer=SERIALIZER).get_status()
         if held and bulk == JobStatus.STARTED:
@@ -64,7 +65,7 @@ def kill_holding_a_sync_job(worker: Service, redis: Redis, bulk_job_id: str, tim
             worker.proc.wait(10)
             return held
         worker.signal(signal.SIGCONT)
-        time.sleep(0.005)
+        time.sleep(0.005)  # lets the worker run between looks: a sampling interval, not a wait
     raise TimeoutError(f"the worker never held a sync job beside the bulk job within {timeout}s")
 
 
@@ -97,15 +98,12 @@ def test_killed_worker_loses_nothing(make_stack, own_redis: RedisServer, cross_e
             outcomes.append((n % len(requests), response, time.monotonic() - started))
             n += 1
 
-    async def answered(n: int) -> None:
-        while sum(r.status_code == 200 for _, r, _ in outcomes) < n:
-            await asyncio.sleep(0.05)
-
     async def traffic_then_kill() -> list[str]:
         async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
             loops = [asyncio.ensure_future(client_loop(client, i)) for i in range(6)]
             try:
-                await asyncio.wait_for(answered(10), 60)  # answers before the kill, too
+                answered = lambda: sum(r.status_code == 200 for _, r, _ in outcomes) >= 10  # noqa: E731
+                await wait_until_async(answered, 60, "answers before the kill, too")
                 return await asyncio.to_thread(kill_holding_a_sync_job, first, redis, job_id)
             finally:
                 killed.set()
@@ -167,7 +165,8 @@ def test_redis_outage_gives_503_then_recovers_without_restarts(make_stack, own_r
     assert time.monotonic() - started < 5
     health = httpx.get(f"{stack.url}/health")
     assert health.status_code == 503 and health.json()["redis"] == "unreachable"
-    time.sleep(3)  # let the worker notice too
+    noticed = lambda: "lost Redis" in worker.log() or "could not connect to Redis" in worker.log()  # noqa: E731
+    wait_until(noticed, 30, "the worker to notice")
 
     own_redis.start()
     wait_until(lambda: stack.rerank(SEED_QUERY, SEED_CANDIDATES).status_code == 200, 30, "service to recover")
@@ -190,13 +189,15 @@ def test_overload_answers_429_with_retry_after_then_recovers(make_stack) -> None
     stack: Stack = make_stack(MAX_INFLIGHT="2", HEARTBEAT_TTL_S="60")
     stack.start_api()
     worker = stack.start_worker()
+    redis = Redis.from_url(stack.redis_url)
 
     async def pile_up() -> tuple[list[int], httpx.Response]:
         async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
             body = {"query": SEED_QUERY, "candidates": SEED_CANDIDATES}
             with worker.frozen():  # requests pile up
                 waiting = [asyncio.ensure_future(client.post("/v1/rerank", json=body)) for _ in range(2)]
-                await asyncio.sleep(1.0)
+                # Each admitted request enqueues its job: both are in flight once both jobs exist.
+                await wait_until_async(lambda: len(redis.keys("rq:job:*")) == 2, 30, "both requests admitted")
                 refused = await client.post("/v1/rerank", json=body)
             return [r.status_code for r in await asyncio.gather(*waiting)], refused
 
@@ -217,7 +218,8 @@ def test_queue_depth_bound_answers_429(make_stack) -> None:
         queue = Queue("rerank", connection=connection, serializer=SERIALIZER)
         for _ in range(3):  # direct clients fill the queue (the frozen worker's blocking pop takes one)
             queue.enqueue("rerank_worker.jobs.rerank", {"query": "q", "candidates": ["a"]})
-        time.sleep(1.0)  # the monitor's next look
+        depth = f'rerank_queue_depth{{queue="rerank"}} {queue.count}.0'
+        wait_until(lambda: depth in httpx.get(f"{stack.url}/metrics").text, 10, "the monitor to see the queue")
         response = stack.rerank(SEED_QUERY, SEED_CANDIDATES)
     assert response.status_code == 429
     assert "jobs queued (max 2)" in response.json()["error"]
@@ -233,6 +235,5 @@ def test_request_abandoned_by_its_client_is_not_computed(make_stack, own_redis: 
         queue = Queue("rerank", connection=Redis.from_url(own_redis.url), serializer=SERIALIZER)
         wait_until(lambda: queue.canceled_job_registry.count == 1, 5, "the abandoned job to be cancelled")
     assert stack.rerank(SEED_QUERY, SEED_CANDIDATES).status_code == 200
-    wait_until(lambda: stack.health()["workers"][0]["jobs_done"] == 1, 5, "heartbeat counts")
-    time.sleep(1.5)
+    stack.next_heartbeat(stack.health()["workers"][0]["name"])  # published after the second answer
     assert stack.health()["workers"][0]["jobs_done"] == 1  # only the second request was computed

@@ -83,13 +83,13 @@ def test_fifty_concurrent_requests_all_succeed(stack: Stack, cross_encoder) -> N
 def test_worker_keeps_model_resident_across_requests(stack: Stack) -> None:
     """``model_loads`` counts every CrossEncoder the worker process has built (``Reranker.loads``), so a worker
     that loaded the model per job, or restarted, would show it; the process must be the same one, too."""
-    time.sleep(1.5)  # a fresh heartbeat, counting the earlier tests' jobs
+    name = stack.health()["workers"][0]["name"]
+    stack.next_heartbeat(name)  # counting the earlier tests' jobs
     first = stack.health()["workers"][0]
     before = first["jobs_done"]
     for _ in range(5):
         assert stack.rerank(SEED_QUERY, SEED_CANDIDATES).status_code == 200
-    wait_until(lambda: stack.health()["workers"][0]["jobs_done"] >= before + 5, 5, "heartbeat with new counts")
-    time.sleep(1.5)  # one more heartbeat: nothing else ran
+    stack.next_heartbeat(name)  # published after the last answer: nothing else runs
     assert stack.health()["workers"][0]["jobs_done"] == before + 5  # one job per call, not more
     worker = stack.health()["workers"][0]
     assert worker["model_loads"] == 1

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from redis import Redis
 
+from rerank_contract.jobs import worker_key
 from tests.support.e2e_guard import refuse_outside_e2e
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until
@@ -42,11 +44,21 @@ class Service:
         assert self.proc is not None
         os.kill(self.proc.pid, sig)
 
+    def stopped(self) -> bool:
+        """Every thread of the process is stopped: SIGSTOP takes effect after ``kill`` returns, not in it."""
+        assert self.proc is not None
+        try:
+            stats = [task / "stat" for task in Path(f"/proc/{self.proc.pid}/task").iterdir()]
+            return all(stat.read_text().rpartition(")")[2].split()[0] == "T" for stat in stats)
+        except FileNotFoundError:  # a thread ended meanwhile: look again
+            return False
+
     @contextmanager
     def frozen(self) -> Iterator[None]:
         """The process stopped (SIGSTOP) for the block: alive to the OS, deaf to Redis; resumed after."""
         self.signal(signal.SIGSTOP)
         try:
+            wait_until(self.stopped, 10, f"{self.args[-1]} to stop", interval=0.001)
             yield
         finally:
             self.signal(signal.SIGCONT)
@@ -127,6 +139,20 @@ class Stack:
             return httpx.get(f"{self.url}/health", timeout=5).json()
         except httpx.HTTPError:
             return {}
+
+    def next_heartbeat(self, worker_name: str) -> None:
+        """Return once the worker has published its record again (each heartbeat resets the record's TTL)."""
+        redis = Redis.from_url(self.redis_url, socket_timeout=5)
+        key = worker_key(worker_name)
+        last = redis.pttl(key)
+
+        def rewritten() -> bool:
+            nonlocal last
+            ttl = redis.pttl(key)
+            fresh, last = ttl > last, ttl  # the TTL only counts down between heartbeats
+            return fresh
+
+        wait_until(rewritten, 30, f"{worker_name}'s next heartbeat", interval=0.01)
 
     def rerank(self, query: str, candidates: list[str], timeout: float = 30) -> httpx.Response:
         return httpx.post(f"{self.url}/v1/rerank", json={"query": query, "candidates": candidates}, timeout=timeout)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from rq import Queue
 from rq.job import JobStatus
@@ -9,14 +11,13 @@ from rq.job import JobStatus
 from rerank_contract.jobs import RERANK_JOB, RerankResult, ScoreMode
 from tests.support.in_process_worker import fetch
 from tests.support.seed import REQUESTS, SEED_CANDIDATES, SEED_QUERY
+from tests.support.waiting import wait_until
 
 
 def test_next_batch_is_collected_and_started_while_the_model_scores(
     run_burst, queue: Queue, reranker, monkeypatch
 ) -> None:
     """With overlap (GPU workers), under load, jobs arriving mid-call are started before the call returns."""
-    import time
-
     real = reranker.score_many
     arrivals: list[str] = []
     started_during_call: list[bool] = []
@@ -24,12 +25,10 @@ def test_next_batch_is_collected_and_started_while_the_model_scores(
     def slow_first_call(requests, mode):
         if not arrivals:
             arrivals.extend(queue.enqueue(RERANK_JOB, {"query": q, "candidates": c}).id for q, c in REQUESTS[2:])
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not all(
-                fetch(queue, i).get_status() == JobStatus.STARTED for i in arrivals
-            ):
-                time.sleep(0.01)
-            started_during_call.append(all(fetch(queue, i).get_status() == JobStatus.STARTED for i in arrivals))
+            started = lambda: all(fetch(queue, i).get_status() == JobStatus.STARTED for i in arrivals)  # noqa: E731
+            with contextlib.suppress(TimeoutError):  # asserted below, after the call
+                wait_until(started, 10, "the jobs that arrived mid-call to start")
+            started_during_call.append(started())
         return real(requests, mode)
 
     monkeypatch.setattr(reranker, "score_many", slow_first_call)
@@ -54,7 +53,7 @@ def test_a_batch_past_its_timeout_fails_its_jobs_and_the_worker_goes_on(
 
     def hangs_on_slow(requests, mode):
         if any(query == "slow" for query, _ in requests):
-            time.sleep(2.5)
+            time.sleep(2.5)  # a scorer that hangs past the job's 1 s timeout: the case under test
         return real(requests, mode)
 
     monkeypatch.setattr(reranker, "score_many", hangs_on_slow)
