@@ -1,0 +1,1 @@
+"""What the tests share: helpers, fixture plugins and the process harness. No tests here."""
