@@ -31,7 +31,6 @@ def _doc(used_by: str, *, shown: str | None = None, see: tuple[str, str] | None 
     return extra
 
 
-
 class Settings(BaseSettings):
     """All knobs of the service; each field is ``RERANK_<FIELD>`` in the environment.
 
@@ -162,7 +161,9 @@ class Settings(BaseSettings):
     instruction: str | None = Field(
         defaults.INSTRUCTION,
         description="Instruction for requests that send none, given to the model as sentence-transformers' prompt.",
-        json_schema_extra=_doc("worker", shown="model's saved prompt (none)", see=("Instructions", "api.md#instructions")),
+        json_schema_extra=_doc(
+            "worker", shown="model's saved prompt (none)", see=("Instructions", "api.md#instructions")
+        ),
     )
     max_chunks_per_doc: int | None = Field(
         defaults.MAX_CHUNKS_PER_DOC,
