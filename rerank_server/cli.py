@@ -27,7 +27,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    from rerank_worker.main import run  # imports torch: only here
+    from rerank_worker.main import run  # the worker side (torch once a model loads): imported only here
 
     return run(settings)
 

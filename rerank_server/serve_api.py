@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rerank_contract.defaults import API_KEEP_ALIVE_S
+from rerank_contract.defaults import API_KEEP_ALIVE_S, PARENT_CHECK_S
 from rerank_contract.settings import Settings, settings_env
 
 #: prometheus-client's switch to its multiprocess mode (the new and the deprecated spelling).
@@ -79,7 +79,7 @@ def exit_with_parent() -> None:
 
     def watch(parent: int) -> None:
         while os.getppid() == parent:
-            time.sleep(1)
+            time.sleep(PARENT_CHECK_S)
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, args=(int(parent),), name="exit-with-parent", daemon=True).start()

@@ -84,11 +84,11 @@ def start_private_redis(
     log.info("no Redis at %s: starting a private one (%s, data in %s)", url, binary, data_dir)
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + defaults.PRIVATE_REDIS_START_S
-    while not is_reachable(url, timeout=0.5):
+    while not is_reachable(url, timeout=defaults.UP_CHECK_TIMEOUT_S):
         if proc.poll() is not None or time.monotonic() > deadline or cancelled():
             stop(proc, "redis")
             raise RuntimeError(f"private redis-server did not come up at {url}; its log: {logfile}")
-        time.sleep(0.1)
+        time.sleep(defaults.UP_REDIS_POLL_S)
     return proc
 
 
@@ -225,7 +225,7 @@ def run(settings: Settings, models: list[ModelSpec] | None = None) -> int:
                 if ready is not None:
                     announced = True
                     log.info("%s", ready)
-            time.sleep(0.2)
+            time.sleep(defaults.UP_LOOP_S)
     except GiveUp as exc:
         if not stopping:  # else Ctrl-C came while a child was starting: a stop, not a failure
             log.error("%s", exc)
@@ -267,7 +267,7 @@ class ReadyProbe:
         if proc is None:
             return False
         try:
-            self._redis = self._redis or connect(self.redis_url, socket_timeout=1.0)
+            self._redis = self._redis or connect(self.redis_url, socket_timeout=defaults.UP_CHECK_TIMEOUT_S)
             names = [n.decode() if isinstance(n, bytes) else n for n in self._redis.smembers(WORKERS_SET)]
             records = self._redis.mget([worker_key(n) for n in names]) if names else []
         except RedisError:
@@ -291,7 +291,7 @@ class ReadyProbe:
             return None
         self._next = now + self.interval_s
         try:
-            response = httpx.get(f"{self.url}/health", timeout=1)
+            response = httpx.get(f"{self.url}/health", timeout=defaults.UP_CHECK_TIMEOUT_S)
         except httpx.HTTPError:
             return None
         if response.status_code != 200:

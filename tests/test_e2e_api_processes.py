@@ -84,7 +84,7 @@ def rerank_total(url: str) -> tuple[float, float]:
 
 
 def test_two_api_processes_share_the_port_and_metrics_and_leave_nothing_behind(make_stack, tmp_path) -> None:
-    from rerank_worker.scoring import FakeScorer
+    from rerank_worker.fake_scorer import FakeScorer
 
     stack: Stack = make_stack(SCORER="fake", MODEL="/no/such/model")
     # The API's settings come as flags only: its children must get them through the environment.

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_fake_scorer_serves_through_the_queue_without_loading_torch(make_stack) -> None:
-    from rerank_worker.scoring import FakeScorer
+    from rerank_worker.fake_scorer import FakeScorer
 
     stack: Stack = make_stack(SCORER="fake", MODEL="/no/such/model")  # the fake needs no model folder
     stack.start_api()

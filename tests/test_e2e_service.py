@@ -46,7 +46,7 @@ def test_seed_example_ranks_like_cross_encoder_predict(stack: Stack, cross_encod
 
 
 def test_auto_micro_batch_is_measured_at_start_and_reported(make_stack, cross_encoder) -> None:
-    from rerank_worker.micro_batch import SIZES
+    from rerank_worker.batch_tuning import SIZES
 
     stack = make_stack(BATCH_SIZE="auto")
     stack.start_api()

@@ -53,7 +53,7 @@ def payload(query: str, n: int) -> BulkPayload:
 
 def run_worker(url: str) -> None:
     """One in-process worker with the fake scorer, until the queues are empty."""
-    from rerank_worker.scoring import FakeScorer
+    from rerank_worker.fake_scorer import FakeScorer
     from rerank_worker.worker import RerankWorker
 
     connection = Redis.from_url(url, socket_timeout=5)

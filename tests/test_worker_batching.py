@@ -1,4 +1,4 @@
-"""Collecting a batch (``rerank_worker.batching``): pure logic over a queue, here fakeredis and RQ's own jobs."""
+"""Collecting a batch (``rerank_worker.collector``): pure logic over a queue, here fakeredis and RQ's own jobs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from rq.job import Job
 
 from rerank_contract.defaults import POP_GROUP
 from rerank_contract.jobs import SERIALIZER, SYNC_QUEUE
-from rerank_worker import batching
-from rerank_worker.batching import PairBudget
+from rerank_worker import collector
+from rerank_worker.collector import PairBudget
 from rerank_worker.rq_seam import RerankJob
 
 
@@ -38,7 +38,7 @@ def collect(queue: Queue, room: int, skip=lambda job: False) -> tuple[list[str],
             taken.append(job.id)
         return pairs
 
-    used, foreign = batching.collect(batching.QueueSource(queue, RerankJob, "w1"), room=room, join=join, skip=skip)
+    used, foreign = collector.collect(collector.QueueSource(queue, RerankJob, "w1"), room=room, join=join, skip=skip)
     return taken, used, foreign
 
 

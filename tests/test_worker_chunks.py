@@ -8,7 +8,7 @@ from rq import Queue
 
 from rerank_contract.jobs import BULK_JOB, BULK_QUEUE, SERIALIZER, SYNC_QUEUE, BulkResult, RerankPayload, ScoreMode
 from rerank_worker import jobs
-from rerank_worker.scoring import FakeScorer
+from rerank_worker.fake_scorer import FakeScorer
 from tests.worker_fixtures import fetch
 
 QUERY = "machine learning"

@@ -11,7 +11,7 @@ from huggingface_hub import constants
 
 from rerank_contract.defaults import EXIT_STARTUP_FAILED
 from rerank_contract.settings import Settings
-from rerank_worker import main, model_source, scoring
+from rerank_worker import main, model_loader, model_source
 from rerank_worker.model_source import ModelUnavailable, check_available
 
 
@@ -57,7 +57,7 @@ def test_the_worker_logs_one_line_without_a_traceback(
     def unavailable(settings: Settings) -> None:
         raise ModelUnavailable("cannot load model x: there is no such folder; either ...")
 
-    monkeypatch.setattr(scoring, "load", unavailable)
+    monkeypatch.setattr(model_loader, "load", unavailable)
     with caplog.at_level(logging.ERROR, logger="rerank_worker"):
         assert main.run(Settings(model="x")) == EXIT_STARTUP_FAILED
     [record] = caplog.records

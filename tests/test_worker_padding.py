@@ -73,10 +73,10 @@ def test_bucketed_batches_give_the_same_scores_as_unpadded_ones(model_dir) -> No
 
 def test_the_setting_turns_it_on_in_the_loaded_scorer(model_dir) -> None:
     from rerank_contract.settings import Settings
-    from rerank_worker import scoring
+    from rerank_worker import model_loader
 
-    on = scoring.load(Settings(model=str(model_dir), device="cpu", bucket_padding="on"))
-    off = scoring.load(Settings(model=str(model_dir), device="cpu"))  # auto, and this is cpu
+    on = model_loader.load(Settings(model=str(model_dir), device="cpu", bucket_padding="on"))
+    off = model_loader.load(Settings(model=str(model_dir), device="cpu"))  # auto, and this is cpu
     assert on.model.preprocess.__name__ == "bucketed"
     assert off.model.preprocess.__name__ != "bucketed"
     assert on.score("machine learning", ["deep learning", "cooking recipes"]) == pytest.approx(

@@ -84,7 +84,7 @@ def connections(request) -> tuple[Redis, Redis]:
 
 
 def test_a_batch_writes_what_rqs_own_path_writes(connections: tuple[Redis, Redis]) -> None:
-    from rerank_worker.scoring import FakeScorer
+    from rerank_worker.fake_scorer import FakeScorer
     from rerank_worker.taking import taken_key
     from rerank_worker.worker import RerankWorker
 
@@ -158,7 +158,7 @@ def test_batch_start_and_success_leave_the_records_rq_own_path_leaves(result_ttl
     """The seam's batched start and success (one script each, no full re-save of the job hash) against RQ's own
     ``prepare_execution`` + ``prepare_job_execution`` and ``handle_job_success``, job by job, on the same jobs."""
     from rerank_contract.jobs import BULK_QUEUE
-    from rerank_worker.scoring import FakeScorer
+    from rerank_worker.fake_scorer import FakeScorer
     from rerank_worker.worker import RerankWorker
 
     def setup() -> tuple[fakeredis.FakeStrictRedis, RerankWorker, list[Job], Queue]:

@@ -1,4 +1,4 @@
-"""When batches run (``rerank_worker.scheduling``): overlapping the model on GPUs, and timeouts on both paths."""
+"""When batches run (``rerank_worker.batch_runner``): overlapping the model on GPUs, and timeouts on both paths."""
 
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ def test_stopping_the_command_channel_waits_at_most_one_short_read(redis_server)
 
     from rerank_contract.defaults import PUBSUB_POLL_S
     from rerank_contract.jobs import SERIALIZER, SYNC_QUEUE
-    from rerank_worker.scoring import FakeScorer
+    from rerank_worker.fake_scorer import FakeScorer
     from tests.conftest import wait_until
 
     connection = Redis.from_url(redis_server.url)

@@ -85,7 +85,7 @@ def callbacks() -> dict:
 
 
 def fake_worker(queues):
-    from rerank_worker.scoring import FakeScorer
+    from rerank_worker.fake_scorer import FakeScorer
     from rerank_worker.worker import RerankWorker
 
     return RerankWorker(
@@ -224,7 +224,7 @@ def test_the_reaper_refuses_queues_that_would_import_callbacks(queues) -> None:
 def test_the_worker_and_the_fake_scorer_need_no_torch() -> None:
     code = (
         "import sys; import rerank_worker.main, rerank_worker.worker, rerank_worker.reaper; "
-        "from rerank_worker.scoring import load; from rerank_contract.settings import Settings; "
+        "from rerank_worker.model_loader import load; from rerank_contract.settings import Settings; "
         "s = load(Settings(scorer='fake')); s.warmup(); assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -27,6 +27,7 @@ from rerank_contract import __version__
 from rerank_contract.bulk_jobs import BulkJobs
 from rerank_contract.defaults import (
     API_REDIS_CONNECTIONS,
+    API_SOCKET_MARGIN_S,
     MONITOR_INTERVAL_S,
     REDIS_CONNECT_TIMEOUT_S,
     REDIS_RETRIES,
@@ -46,7 +47,7 @@ def _async_redis(url: str) -> AsyncRedis:
         url,
         max_connections=API_REDIS_CONNECTIONS,
         timeout=REDIS_SOCKET_TIMEOUT_S,
-        socket_timeout=WAIT_SLICE_S + 5,
+        socket_timeout=WAIT_SLICE_S + API_SOCKET_MARGIN_S,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
         retry=Retry(
             ExponentialBackoff(cap=REDIS_RETRY_BACKOFF_CAP_S, base=REDIS_RETRY_BACKOFF_BASE_S), REDIS_RETRIES

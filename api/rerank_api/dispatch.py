@@ -30,7 +30,7 @@ from rerank_api.errors import ApiError, ErrorType
 from rerank_api.models import Model, Models
 from rerank_api.monitor import Snapshot, WorkerMonitor
 from rerank_api.results import ResultReader
-from rerank_contract.defaults import WAIT_SLICE_S
+from rerank_contract.defaults import RETRY_AFTER_S, SYNC_FAILURE_TTL_MIN_S, WAIT_SLICE_S
 from rerank_contract.jobs import (
     RERANK_JOB,
     SERIALIZER,
@@ -113,7 +113,7 @@ class Dispatcher:
                 ErrorType.OVERLOADED,
                 f"overloaded: {self.inflight} requests in flight here (max {self._max_inflight}), "
                 f"{depth} jobs queued (max {self._max_queue_depth}) for model {model.name}",
-                headers={"Retry-After": "1"},
+                headers={"Retry-After": str(RETRY_AFTER_S)},
             )
 
     async def _enqueue(self, payload: RerankPayload, model: Model) -> tuple[str, asyncio.Future]:
@@ -130,7 +130,7 @@ class Dispatcher:
             job_timeout=seconds,
             ttl=seconds,  # still queued after the caller gave up: RQ drops it
             result_ttl=self._result_ttl_s,
-            failure_ttl=max(self._result_ttl_s, 3600),
+            failure_ttl=max(self._result_ttl_s, SYNC_FAILURE_TTL_MIN_S),
             description=f"rerank {len(payload.candidates)} candidates",
             pipeline=buffer,
         )

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from rerank_api import rq_seam
+from rerank_contract.defaults import TASK_STOP_GRACE_S
 from rerank_contract.jobs import (
     MODEL_KEY_PREFIX,
     MODELS_SET,
@@ -213,5 +214,5 @@ class WorkerMonitor:
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            await asyncio.wait({self._task}, timeout=self.interval_s + 5)
+            await asyncio.wait({self._task}, timeout=self.interval_s + TASK_STOP_GRACE_S)
             self._task = None

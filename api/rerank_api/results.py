@@ -23,7 +23,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 
 from rerank_api import rq_seam
-from rerank_contract.defaults import WAIT_SLICE_S, WAKE_STREAM_TTL_S
+from rerank_contract.defaults import RESULT_READER_RETRY_S, TASK_STOP_GRACE_S, WAIT_SLICE_S, WAKE_STREAM_TTL_S
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class ResultReader:
                 raise
             except Exception as exc:  # RedisError or OSError mostly: whoever waits now hears of it, the loop goes on
                 self._fail_all(exc)
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(RESULT_READER_RETRY_S)
                 continue
             finally:
                 self._watched = frozenset()
@@ -106,5 +106,5 @@ class ResultReader:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(BaseException):
-                await asyncio.wait({self._task}, timeout=WAIT_SLICE_S + 5)
+                await asyncio.wait({self._task}, timeout=WAIT_SLICE_S + TASK_STOP_GRACE_S)
             self._task = None

@@ -23,7 +23,7 @@ DEVICE = "auto"
 #: float16 on GPUs (half the memory; scores within 3e-4 of float32, bench/README.md); CPUs are slow at it.
 DTYPE = "auto"
 #: The best micro-batch depends on the hardware (16 for MiniLM-L6 on a 2-core CPU, hundreds on a GPU): measured
-#: at start-up (rerank_worker.micro_batch), a few seconds at most.
+#: at start-up (rerank_worker.batch_tuning), a few seconds at most.
 BATCH_SIZE = "auto"
 #: Before the measurement, and for the fake scorer: sentence-transformers' own default for CrossEncoder.predict.
 BATCH_SIZE_UNMEASURED = 32
@@ -141,6 +141,18 @@ API_REDIS_CONNECTIONS = 64
 #: it makes that request fail (ECONNRESET, httpx's ReadError), and clients keep idle connections longer than
 #: 5 s (aiohttp 15 s, Go 90 s, requests without limit) or, starved of CPU, reuse them late. nginx's default.
 API_KEEP_ALIVE_S = 75
+#: The API's Redis socket timeout is the longest XREAD block plus this, so a slow answer is never taken for a
+#: dead socket.
+API_SOCKET_MARGIN_S = 5.0
+#: After a failed XREAD the result reader tells its waiters and reads again this soon: no busy loop while Redis
+#: is away, and little delay once it is back.
+RESULT_READER_RETRY_S = 0.05
+#: At shutdown the API waits this long (beyond one read's block) for its background readers to end.
+TASK_STOP_GRACE_S = 5.0
+#: A 429's ``Retry-After``: the queue drains in about a second at the rates this service sees.
+RETRY_AFTER_S = 1
+#: A failed sync job is kept at least this long (or its result TTL when longer), so a failure can be looked into.
+SYNC_FAILURE_TTL_MIN_S = 3600
 
 # --- worker (rerank_worker) --------------------------------------------------------------------
 
@@ -161,6 +173,17 @@ WORKER_RECONNECT_FIRST_S = 0.25
 WORKER_RECONNECT_CAP_S = 2.0
 #: How often a worker with RERANK_WORKER_MAX_JOBS / _MAX_MEMORY_MB checks them: a reading of a file, or one query.
 RETIRE_CHECK_S = 1.0
+#: How often a worker waiting to reconnect looks for a stop request: a SIGTERM during an outage ends it this soon.
+STOP_CHECK_S = 0.1
+#: How long the start-up check waits for the Hugging Face hub before it counts a model as not reachable.
+HUB_CHECK_TIMEOUT_S = 5.0
+#: While the model scores on its own thread (GPU, MPS), the queue is looked at every this share of the last
+#: model call, and at least every OVERLAP_POLL_MIN_S: arriving jobs join the next batch without a busy loop.
+OVERLAP_POLL_SHARE = 0.05
+OVERLAP_POLL_MIN_S = 0.002
+#: RERANK_BATCH_SIZE=auto: a trial (one size) that took longer than this ends the search (bigger sizes take
+#: longer still), so a large model on a slow CPU adds seconds, not minutes, to the start.
+TUNE_TRIAL_BUDGET_S = 3.0
 
 #: Max tokens per pair when RERANK_MAX_LENGTH is unset and the model's own limit is larger: bge-reranker-v2-m3's
 #: 8192 stays whole, while a decoder's huge position limit (40,960 for Qwen3-Reranker-0.6B) would let one pair
@@ -200,6 +223,21 @@ SUPERVISE_STABLE_S = 60.0
 SUPERVISE_MAX_QUICK_EXITS = 5
 #: ``up`` asks ``/health`` at most this often while the worker loads: one ready line soon after, no flood of 503s.
 UP_PROBE_INTERVAL_S = 1.0
+#: ``up``'s own checks (the private Redis answering, a worker's heartbeat, the API's ``/health``) give up on one
+#: try after this long: on loopback an answer takes milliseconds, so a slow one means "not yet".
+UP_CHECK_TIMEOUT_S = 1.0
+#: ``up``'s loop (starting children in turn, restarting crashed ones) wakes this often.
+UP_LOOP_S = 0.2
+#: ``up`` looks for its private Redis answering this often while it loads its append-only file.
+UP_REDIS_POLL_S = 0.1
+#: ``launchd uninstall``/``install`` checks this often whether launchd has let a service go.
+LAUNCHD_POLL_S = 0.5
+#: ``launchd`` waits for a worker's unload this long beyond its stop timeout (launchd's own SIGKILL comes first).
+LAUNCHD_BOOTOUT_MARGIN_S = 10
+#: ``launchd status``'s ``/health`` request: the API answers it in milliseconds when it is up.
+HEALTH_CHECK_TIMEOUT_S = 5.0
+#: How often an API process started by ``up`` checks that its parent is still alive (it exits with it).
+PARENT_CHECK_S = 1.0
 
 # --- clients (rerank_server.client, rerank-server bulk) ------------------------------------------
 

@@ -69,7 +69,7 @@ class Launchctl:
         while self.info(service_label) is not None:
             if time.monotonic() > deadline:
                 raise DeployError(f"{service_label} is still loaded {timeout_s:.0f}s after launchctl bootout")
-            time.sleep(0.5)
+            time.sleep(defaults.LAUNCHD_POLL_S)
 
 
 def install(
@@ -114,7 +114,7 @@ def install(
     for name in reversed(ordered(set(documents) | set(installed(layout)))):
         if launchctl.info(label(name)) is not None:
             out(f"{label(name)}: loaded, booting it out first")
-            launchctl.bootout(label(name), timeout_s=defaults.WORKER_EXIT_TIMEOUT_S + 10)
+            launchctl.bootout(label(name), timeout_s=defaults.WORKER_EXIT_TIMEOUT_S + defaults.LAUNCHD_BOOTOUT_MARGIN_S)
         if name not in documents:  # a worker agent of a model no longer installed
             layout.plist_path(name).unlink(missing_ok=True)
     if conf is not None:
@@ -134,7 +134,7 @@ def uninstall(*, layout: Layout, out: Callable[[str], None] = print) -> int:
     launchctl = Launchctl()
     for name in reversed(ordered(set(SERVICES) | set(installed(layout)))):
         if launchctl.info(label(name)) is not None:
-            launchctl.bootout(label(name), timeout_s=defaults.WORKER_EXIT_TIMEOUT_S + 10)
+            launchctl.bootout(label(name), timeout_s=defaults.WORKER_EXIT_TIMEOUT_S + defaults.LAUNCHD_BOOTOUT_MARGIN_S)
             out(f"{label(name)}: booted out")
         path = layout.plist_path(name)
         if path.exists():
@@ -180,7 +180,7 @@ def _report_health(api_plist: Path, out: Callable[[str], None]) -> bool:
     host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
     url = f"http://{host}:{port}/health"
     try:
-        body = httpx.get(url, timeout=5).json()
+        body = httpx.get(url, timeout=defaults.HEALTH_CHECK_TIMEOUT_S).json()
     except (httpx.HTTPError, ValueError) as exc:
         out(f"{url}: no answer ({exc})")
         return False

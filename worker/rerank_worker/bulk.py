@@ -28,7 +28,7 @@ from rq.utils import now
 from rerank_contract.defaults import BULK_FAILURE_TTL_S, BULK_JOB_TIMEOUT_S
 from rerank_contract.jobs import PROGRESS_META, BulkPayload, Progress
 from rerank_worker import jobs, rq_seam
-from rerank_worker.scoring import Scorer
+from rerank_worker.scorer import Scorer
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Pick the torch device the model runs on."""
+"""Pick the torch device the model runs on (imports torch: used only by the model loader)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rerank_contract.jobs import BulkItemResult, BulkPayload, BulkResult, RerankPayload, RerankResult, ScoreMode, rank
-from rerank_worker.scoring import Scorer
+from rerank_worker.scorer import Scorer
 
 #: A slice ``candidates[start:end]`` of item ``item`` of a bulk payload.
 Slice = tuple[int, int, int]

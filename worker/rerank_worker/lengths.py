@@ -17,7 +17,7 @@ from collections.abc import Callable
 from transformers import PreTrainedTokenizerBase
 
 from rerank_contract.jobs import InputTooLong, RerankPayload, TruncationSide
-from rerank_worker.scoring import Prepared
+from rerank_worker.scorer import Prepared
 
 #: ``measure(texts)``: the token length of each (query, text) input as the model reads it, untruncated.
 Measure = Callable[[list[str]], list[int]]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from rerank_contract.defaults import HUB_CHECK_TIMEOUT_S
+
 
 class ModelUnavailable(RuntimeError):
     """The model is neither a local folder nor in the Hugging Face cache, and cannot be downloaded now."""
@@ -36,7 +38,7 @@ class DropNewModelNotice(logging.Filter):
         return not record.getMessage().startswith("No modules.json found")
 
 
-def check_available(model: str, *, hub_timeout_s: float = 5.0) -> None:
+def check_available(model: str, *, hub_timeout_s: float = HUB_CHECK_TIMEOUT_S) -> None:
     """Raise :class:`ModelUnavailable` at once when loading ``model`` could only fail (after a minute of retries)."""
     if Path(model).expanduser().exists():
         return

@@ -9,6 +9,7 @@ batch dimension is at most the batch size: the set of shapes, and the memory the
 
 The extra positions are padding with attention mask 0, so a pair's score does not change (the tests
 check it to 1e-5 in float32); the cost is some wasted compute, at most a third of a batch's length.
+Imports torch: installed by the model loader on a loaded model only.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """The model runtime: one CrossEncoder, loaded once, scoring (query, candidate) pairs.
 
-The only module that imports torch. The worker process loads one :class:`Reranker` at start-up and
-hands it to the worker as its :class:`~rerank_worker.scoring.Scorer`, so jobs reuse the loaded weights.
+The worker process loads one :class:`Reranker` at start-up (:func:`rerank_worker.model_loader.load`) and hands
+it to the worker as its :class:`~rerank_worker.scorer.Scorer`, so jobs reuse the loaded weights. torch is imported
+here and in the modules only this one or the loader use (``device``, ``padding``, ``onnx_backend``,
+``openvino_backend``); nothing imports them before a real model is loaded, so the fake scorer and the worker's
+plumbing run without torch.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from sentence_transformers.util import batch_to_device
 
 from rerank_contract.defaults import BATCH_SIZE_UNMEASURED, MODEL_MAX_LENGTH_CAP
 from rerank_contract.jobs import RerankPayload, ScoreMode
-from rerank_worker import backends, lengths, micro_batch
+from rerank_worker import backends, batch_tuning, lengths
 from rerank_worker.model_source import BackendUnavailable
-from rerank_worker.scoring import Prepared, Scores
+from rerank_worker.scorer import Prepared, Scores
 
 log = logging.getLogger(__name__)
 
@@ -249,8 +252,8 @@ class Reranker:
         if not self._measure_batch_size:
             return None
         prompt = self.prompt(None)
-        choice = micro_batch.choose(
-            micro_batch.timer(lambda pairs, size: self._score_pairs(pairs, prompt, self._activated, size))
+        choice = batch_tuning.choose(
+            batch_tuning.timer(lambda pairs, size: self._score_pairs(pairs, prompt, self._activated, size))
         )
         self.batch_size = choice.size
         self._measure_batch_size = False

@@ -5,8 +5,8 @@ runs jobs in-process. :class:`RerankWorker` takes each job RQ dequeues and:
 
 - refuses it (fails it with the reason) when :mod:`rerank_worker.admission` says so: a function
   outside the contract, callbacks, webhooks, repeats, or data that is not JSON;
-- runs a sync rerank job together with the sync jobs waiting behind it (:mod:`rerank_worker.batches`,
-  scheduled by :mod:`rerank_worker.scheduling`);
+- runs a sync rerank job together with the sync jobs waiting behind it (:mod:`rerank_worker.sync_batches`,
+  scheduled by :mod:`rerank_worker.batch_runner`);
 - runs a bulk job chunk by chunk (:mod:`rerank_worker.bulk`), serving the sync jobs that arrive
   between its chunks.
 
@@ -28,16 +28,16 @@ from rq.job import Job
 
 from rerank_contract.defaults import PUBSUB_POLL_S
 from rerank_contract.jobs import BULK_JOB
-from rerank_worker import admission, batches, bulk, rq_seam, taking
-from rerank_worker.batches import SyncBatches
-from rerank_worker.scheduling import Scheduler
-from rerank_worker.scoring import Scorer
+from rerank_worker import admission, bulk, rq_seam, sync_batches, taking
+from rerank_worker.batch_runner import BatchRunner
+from rerank_worker.scorer import Scorer
+from rerank_worker.sync_batches import SyncBatches
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class RedisLost(StopRequested):
-    """Redis failed under RQ's loop: ends the loop quietly, for :mod:`rerank_worker.main` to reconnect.
+    """Redis failed under RQ's loop: ends the loop quietly, for :mod:`rerank_worker.process` to reconnect.
 
     RQ's loop logs any other error as a crash, with a traceback, and its wait for a job retries a lost
     connection with a line per try; a ``StopRequested`` ends the loop without either.
@@ -88,7 +88,7 @@ class RerankWorker(SimpleWorker):
             max_batch_s=max_batch_s,
             min_batch_pairs=min_batch_pairs,
         )
-        self.batch_scheduler = Scheduler(self.sync, model_thread=model_thread)
+        self.runner = BatchRunner(self.sync, model_thread=model_thread)
         self.refused = 0
         self.bulk_done = 0
         self.bulk_failed = 0
@@ -176,7 +176,7 @@ class RerankWorker(SimpleWorker):
     def _execute(self, job: Job, queue: Queue) -> Job | None:
         """Run ``job`` (and, for a sync job, those waiting behind it); returns a job taken meanwhile that must
         run on its own next."""
-        if batches.cancelled(job):
+        if sync_batches.cancelled(job):
             taking.drop(self.connection, self.name, [job.id])
             return None
         if (reason := admission.refusal(job)) is not None:
@@ -189,9 +189,9 @@ class RerankWorker(SimpleWorker):
                 self.scorer,
                 rq_seam.Running(job, queue),
                 chunk_pairs=self.bulk_chunk_pairs,
-                between_chunks=self.batch_scheduler.serve_waiting,
+                between_chunks=self.runner.serve_waiting,
             )
             self.bulk_done += ok
             self.bulk_failed += not ok
             return None
-        return self.batch_scheduler.run([batches.member(job, queue)])
+        return self.runner.run([sync_batches.batch_job(job, queue)])

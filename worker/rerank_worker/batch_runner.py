@@ -18,9 +18,9 @@ from dataclasses import replace
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
-from rerank_contract.defaults import PIPELINE_S
+from rerank_contract.defaults import OVERLAP_POLL_MIN_S, OVERLAP_POLL_SHARE, PIPELINE_S
 from rerank_worker import rq_seam
-from rerank_worker.batches import Member, SyncBatches
+from rerank_worker.sync_batches import BatchJob, SyncBatches
 
 
 def model_thread(device: str) -> ThreadPoolExecutor | None:
@@ -29,7 +29,7 @@ def model_thread(device: str) -> ThreadPoolExecutor | None:
     return None if device.startswith("cpu") else ThreadPoolExecutor(1, thread_name_prefix="model")
 
 
-class Scheduler:
+class BatchRunner:
     """Runs sync batches for a worker; given a ``model_thread`` (one thread, the process's only caller of the
     model), overlapping them with the queue work."""
 
@@ -39,7 +39,7 @@ class Scheduler:
         self._model_thread = model_thread
         self._last_call_s = 0.0
 
-    def run(self, batch: list[Member]) -> Job | None:
+    def run(self, batch: list[BatchJob]) -> Job | None:
         """Score ``batch`` (not yet started) and the batches that arrive meanwhile.
 
         Ends when the queue is empty, at a job that is not batchable (returned, to be run on its own),
@@ -50,7 +50,7 @@ class Scheduler:
         foreign = self.batches.collect(batch, unstarted=len(batch))
         scoring = self._submit(batch)
         while batch:
-            upcoming: list[Member] = []
+            upcoming: list[BatchJob] = []
             if self.overlap:
                 foreign = self._take_waiting(upcoming, foreign, until)
                 if len(batch) > 1 or upcoming:  # under load: keep gathering while the model runs
@@ -72,7 +72,7 @@ class Scheduler:
         """Run the sync jobs waiting now, in turn with the model, on this thread and without a new alarm
         (between a bulk job's chunks, whose own alarm must stay); anything else waits for later."""
         while not self.batches.stopping():
-            batch: list[Member] = []
+            batch: list[BatchJob] = []
             foreign = self.batches.collect(batch)
             if batch:
                 self.batches.score(batch, alarm=False)
@@ -83,18 +83,18 @@ class Scheduler:
             if not batch:
                 return
 
-    def _take_waiting(self, batch: list[Member], foreign: Job | None, until: float) -> Job | None:
+    def _take_waiting(self, batch: list[BatchJob], foreign: Job | None, until: float) -> Job | None:
         if foreign is not None or self.batches.stopping() or time.monotonic() > until:
             return foreign
         return self.batches.collect(batch)
 
-    def _gather(self, scoring: Future[None], batch: list[Member], foreign: Job | None, until: float) -> Job | None:
+    def _gather(self, scoring: Future[None], batch: list[BatchJob], foreign: Job | None, until: float) -> Job | None:
         """While the model scores, take arriving jobs into the next ``batch`` until its budget is full.
 
         The queue is looked at every 5% of the last model call (at least every 2 ms); the wait ends
         as soon as the model is done.
         """
-        interval = max(0.002, 0.05 * self._last_call_s)
+        interval = max(OVERLAP_POLL_MIN_S, OVERLAP_POLL_SHARE * self._last_call_s)
         while foreign is None and sum(m.pairs for m in batch) < self.batches.budget.pairs:
             done, _ = wait([scoring], timeout=interval)
             if done or self.batches.stopping() or time.monotonic() > until:
@@ -102,7 +102,7 @@ class Scheduler:
             foreign = self._take_waiting(batch, foreign, until)
         return foreign
 
-    def _submit(self, batch: list[Member]) -> Future[None]:
+    def _submit(self, batch: list[BatchJob]) -> Future[None]:
         """Score ``batch`` on the model thread, or here and now under RQ's job timeout alarm."""
         if self._model_thread is not None:
             return self._model_thread.submit(self._score, batch, False)
@@ -111,12 +111,12 @@ class Scheduler:
         done.set_result(None)
         return done
 
-    def _score(self, batch: list[Member], alarm: bool) -> None:
+    def _score(self, batch: list[BatchJob], alarm: bool) -> None:
         started = time.perf_counter()
         self.batches.score(batch, alarm=alarm)
         self._last_call_s = time.perf_counter() - started
 
-    def _wait(self, scoring: Future[None], batch: list[Member]) -> None:
+    def _wait(self, scoring: Future[None], batch: list[BatchJob]) -> None:
         """Wait for the model thread's batch; past the longest job timeout, fail the batch's jobs."""
         timeout = max(rq_seam.job_timeout(m.job) for m in batch)
         try:

@@ -18,14 +18,14 @@ from rq.job import Job, JobStatus
 from rq.utils import now
 
 from rerank_contract.jobs import RERANK_JOB, RerankPayload
-from rerank_worker import admission, batching, jobs, rq_seam
-from rerank_worker.scoring import Scorer
+from rerank_worker import admission, collector, jobs, rq_seam
+from rerank_worker.scorer import Scorer
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class Member:
+class BatchJob:
     """One job of a batch, from its payload to its result or error."""
 
     running: rq_seam.Running
@@ -55,9 +55,9 @@ def batchable(job: Job) -> bool:
     return admission.refusal(job) is None and job.func_name == RERANK_JOB
 
 
-def member(job: Job, queue: Queue) -> Member:
-    """The job as a batch member; a payload that does not validate makes it fail alone."""
-    running = Member(rq_seam.Running(job, queue))
+def batch_job(job: Job, queue: Queue) -> BatchJob:
+    """The job as one of a batch; a payload that does not validate makes it fail alone."""
+    running = BatchJob(rq_seam.Running(job, queue))
     try:
         (payload,) = job.args
         running.payload = RerankPayload.model_validate(payload)
@@ -82,8 +82,8 @@ class SyncBatches:
         self._worker = worker
         self._scorer = scorer
         self.queue = queue
-        self._source = batching.QueueSource(queue, worker.job_class, worker.name)
-        self.budget = batching.PairBudget(max_batch_pairs, max_batch_s=max_batch_s, min_pairs=min_batch_pairs)
+        self._source = collector.QueueSource(queue, worker.job_class, worker.name)
+        self.budget = collector.PairBudget(max_batch_pairs, max_batch_s=max_batch_s, min_pairs=min_batch_pairs)
         self.done = 0
         self.failed = 0
         self.calls = 0
@@ -92,7 +92,7 @@ class SyncBatches:
         """SIGTERM asked the worker to stop: take no more jobs."""
         return rq_seam.stop_requested(self._worker)
 
-    def collect(self, batch: list[Member], *, unstarted: int = 0) -> Job | None:
+    def collect(self, batch: list[BatchJob], *, unstarted: int = 0) -> Job | None:
         """Add the batchable jobs waiting now to ``batch``, within the pair budget, and start them with the last
         ``unstarted`` members already there (in one round trip); returns the first job that is not batchable (to
         be run on its own), or None."""
@@ -101,11 +101,11 @@ class SyncBatches:
         def join(job: Job) -> int | None:
             if not batchable(job):
                 return None
-            batch.append(member(job, self.queue))
+            batch.append(batch_job(job, self.queue))
             return batch[-1].pairs
 
         used = sum(m.pairs for m in batch)
-        _, foreign = batching.collect(
+        _, foreign = collector.collect(
             self._source,
             room=self.budget.pairs - used,
             join=join,
@@ -120,11 +120,11 @@ class SyncBatches:
         """Return a job taken while collecting to the front of the queue, for later."""
         self._source.push_back([job.id])
 
-    def score(self, batch: list[Member], *, alarm: bool) -> None:
+    def score(self, batch: list[BatchJob], *, alarm: bool) -> None:
         """Score the batch's valid jobs with one model call; if that call fails, each job alone.
 
         ``alarm``: under RQ's job timeout (on the worker's own thread); touches only the batch's own
-        :class:`Member` records, so it may run on the model thread.
+        :class:`BatchJob` records, so it may run on the model thread.
         """
         valid = [m for m in batch if m.payload is not None]
         started = time.perf_counter()
@@ -138,7 +138,7 @@ class SyncBatches:
                 self._score([one], alarm)
         self.calls += 1
 
-    def _score(self, members: list[Member], alarm: bool) -> None:
+    def _score(self, members: list[BatchJob], alarm: bool) -> None:
         if not members:
             return
         payloads: list[RerankPayload] = [m.payload for m in members]  # type: ignore[misc]
@@ -170,7 +170,7 @@ class SyncBatches:
                 tokens=tokens,
             )
 
-    def finish(self, batch: list[Member]) -> None:
+    def finish(self, batch: list[BatchJob]) -> None:
         """Record each job's result, or its failure, through RQ."""
         ended = now()
         done = [(m.running, m.result) for m in batch if m.error is None]

@@ -5,7 +5,8 @@ and 39 at 64, while a GPU keeps gaining up to a few hundred. So the worker times
 load of typical reranking pairs (a short query, passages of 40 to 120 words) at growing sizes, and keeps
 the smallest size within :data:`TOLERANCE` of the best rate (smaller batches answer sooner and hold less
 memory). It stops growing once the rate has clearly passed its peak, or once one size's trial took
-:data:`TRIAL_BUDGET_S`, so a large model on a slow CPU adds seconds to the start, not minutes.
+:data:`~rerank_contract.defaults.TUNE_TRIAL_BUDGET_S`, so a large model on a slow CPU adds seconds to the start,
+not minutes.
 
 The search is pure logic over a ``rate(size)`` callable, so it is tested without a model.
 """
@@ -16,14 +17,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from rerank_contract.defaults import TUNE_TRIAL_BUDGET_S
+
 #: Sizes tried, in order; a GPU rarely gains past 256 on reranking lengths, and memory grows with the size.
 SIZES: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
 #: The smallest size within this share of the best rate wins.
 TOLERANCE = 0.97
 #: A size whose rate falls this far below the best so far ends the search: the peak is behind.
 PAST_PEAK = 0.85
-#: A trial (one size) that took longer than this ends the search: bigger sizes take longer still.
-TRIAL_BUDGET_S = 3.0
 #: Timed runs per size at most; a slow model gets one.
 REPEATS = 3
 
@@ -63,7 +64,7 @@ def choose(rate: Callable[[int], tuple[float, float]], sizes: Sequence[int] = SI
     for size in sizes:
         rates[size], took = rate(size)
         best = max(rates.values())
-        if rates[size] < PAST_PEAK * best or took > TRIAL_BUDGET_S:
+        if rates[size] < PAST_PEAK * best or took > TUNE_TRIAL_BUDGET_S:
             break
     best = max(rates.values())
     return Choice(min(s for s, r in rates.items() if r >= TOLERANCE * best), rates)
@@ -83,7 +84,7 @@ def timer(score: Callable[[list[tuple[str, str]], int], object]) -> Callable[[in
             score(load, size)
             took = time.perf_counter() - started
             best, spent = max(best, len(load) / max(took, 1e-9)), spent + took
-            if spent > TRIAL_BUDGET_S / REPEATS:
+            if spent > TUNE_TRIAL_BUDGET_S / REPEATS:
                 break
         return best, spent
 
