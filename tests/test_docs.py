@@ -29,3 +29,11 @@ def test_the_architecture_page_lists_exactly_the_modules_there_are(package: str)
     assert not documented - modules, (
         f"{package}: docs/architecture.md lists modules that are not there: {documented - modules}"
     )
+
+
+def test_the_readme_links_to_files_that_exist() -> None:
+    """mkdocs --strict checks the links between docs pages; this checks the README's, which it does not build."""
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", (ROOT / "README.md").read_text())
+    local = [link for link in links if "://" not in link]
+    assert "docs/index.md" in local
+    assert not [link for link in local if not (ROOT / link).exists()]

@@ -76,8 +76,8 @@ def settings_table() -> str:
             raise ValueError(f"setting {name} has no description")
         if "see_page" in extra:
             meaning += f" See [{extra['see_title']}]({extra['see_page']})."
-        if reason := why.get(name.upper()):
-            meaning += f" *Why this default:* {_reason(reason)}"
+        if reason := why.get(name.upper(), "").removeprefix("None: "):  # the Default column already says "unset"
+            meaning += f" *Why this default:* {_reason(reason[0].upper() + reason[1:])}"
         rows.append(f"| `{(prefix + name).upper()}` | {shown} | {extra['used_by']} | {_cell(meaning)} |")
     return "\n".join(rows)
 
