@@ -59,10 +59,10 @@ def build(folder: Path, *, seed: int = 0, steps: int = 150) -> Path:
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=_MAX_LENGTH,
-        num_labels=1,
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
+    config.num_labels = 1  # one score per pair; set after, as transformers 5's typed config has no such field
     model = BertForSequenceClassification(config)
     pairs = [
         (query, doc, 1.0 if other == query else 0.0)

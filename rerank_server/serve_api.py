@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rerank_contract.defaults import API_KEEP_ALIVE_S, PARENT_CHECK_S
 from rerank_contract.settings import Settings, settings_env
@@ -33,7 +34,7 @@ def serve(settings: Settings) -> None:
     """Serve the API until SIGTERM or Ctrl-C: one process, or ``settings.api_processes`` on one port."""
     import uvicorn
 
-    options = {
+    options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level.lower(),

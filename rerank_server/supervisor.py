@@ -100,8 +100,8 @@ class Supervisor:
                 child.restart_at = None
                 child.restarts += 1
                 try:
-                    self._launch(child)
-                    log.info("%s restarted (pid %d; restart %d)", child.name, child.proc.pid, child.restarts)  # type: ignore[union-attr]
+                    proc = self._launch(child)
+                    log.info("%s restarted (pid %d; restart %d)", child.name, proc.pid, child.restarts)
                 except RuntimeError as exc:
                     log.error("%s did not start again: %s", child.name, exc)
                     self._exited(child, None, now)
@@ -116,10 +116,11 @@ class Supervisor:
         if restarted:
             log.info("restarts while running: %s", ", ".join(restarted))
 
-    def _launch(self, child: Child) -> None:
+    def _launch(self, child: Child) -> Process:
         child.proc = None
-        child.proc = child.start()
+        proc = child.proc = child.start()
         child.started_at = self.clock()
+        return proc
 
     def _exited(self, child: Child, code: int | None, now: float) -> None:
         ran = now - child.started_at if code is not None else 0.0

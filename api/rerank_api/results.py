@@ -18,9 +18,11 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from typing import Any, cast
 
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
+from redis.typing import KeyT, StreamIdT
 
 from rerank_api import rq_seam
 from rerank_contract.defaults import RESULT_READER_RETRY_S, TASK_STOP_GRACE_S, WAIT_SLICE_S, WAKE_STREAM_TTL_S
@@ -39,7 +41,7 @@ class ResultReader:
         self._redis = redis
         self.wake_key = f"{WAKE_PREFIX}{uuid.uuid4().hex}"
         self._waiting: dict[str, asyncio.Future[Entry]] = {}  # result-stream key -> its waiter
-        self._watched: frozenset[str] = frozenset()  # the keys of the XREAD now blocked
+        self._watched: frozenset[KeyT] = frozenset()  # the keys of the XREAD now blocked
         self._woken = False  # a wake was sent for the XREAD now blocked
         self._wake_id = b"0-0"
         self._changed = asyncio.Event()
@@ -72,11 +74,12 @@ class ResultReader:
                 self._changed.clear()
                 await self._changed.wait()
                 continue
-            streams = dict.fromkeys(self._waiting, "0-0")
+            streams: dict[KeyT, StreamIdT] = dict.fromkeys(self._waiting, "0-0")
             streams[self.wake_key] = self._wake_id
             self._watched, self._woken = frozenset(streams), False
             try:
-                replies = await self._redis.xread(streams, block=int(WAIT_SLICE_S * 1000))
+                # RESP2 (the client's protocol): a list of [key, entries], each entry (id, fields).
+                replies = cast("list[list[Any]]", await self._redis.xread(streams, block=int(WAIT_SLICE_S * 1000)))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # RedisError or OSError mostly: whoever waits now hears of it, the loop goes on

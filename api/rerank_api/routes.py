@@ -14,14 +14,10 @@ from rerank_api.deps import MonitorDep, SettingsDep
 from rerank_api.models import Models
 from rerank_api.monitor import Snapshot, WorkerMonitor
 from rerank_api.schemas import SERVING_STATUSES, HealthResponse, ModelHealth
+from rerank_contract.defaults import REAPER_STALE_INTERVALS
 from rerank_contract.jobs import BULK_QUEUE, QUEUES, SYNC_QUEUE, WorkerInfo
 
 router = APIRouter(tags=["service"])
-
-#: A live worker's reaper is stale once its last sweep is this many heartbeat intervals old (the worker
-#: sweeps every interval and publishes the time on its next heartbeat). A worker that has not swept yet
-#: is given as long after its start.
-REAPER_STALE_INTERVALS = 5
 
 
 def _joined(values: set[str]) -> str | None:

@@ -10,7 +10,7 @@ checks them against the installed RQ, so an upgrade fails that one test.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis as AsyncRedis
 from redis.client import Pipeline
@@ -42,7 +42,7 @@ def buffered(buffer: Pipeline) -> list[tuple[Any, ...]]:
 
 async def worker_of(redis: AsyncRedis, job_id: str) -> str | None:
     """The name of the worker that started ``job_id``, or None while it is not started."""
-    name = await redis.hget(Job.key_for(job_id), WORKER_NAME_FIELD)
+    name = cast("bytes | None", await redis.hget(Job.key_for(job_id), WORKER_NAME_FIELD))  # replies undecoded
     return name.decode() if name else None
 
 
@@ -53,6 +53,7 @@ def result_key(job_id: str) -> str:
 
 def parse_result(job_id: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Result:
     """An entry of that stream as RQ's own reader would parse it."""
+    # RQ types `connection` as Redis; the Result only keeps it, and nothing here asks it to read Redis again.
     return Result.restore(job_id, entry_id.decode(), fields, connection=None, serializer=SERIALIZER)  # type: ignore[arg-type]
 
 

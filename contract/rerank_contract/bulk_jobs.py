@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import BaseModel, Field
 from redis import Redis
@@ -117,7 +117,7 @@ class BulkJobs:
         ``rerank-bulk``), from the workers' model records; LookupError naming the known models if none has it."""
         if model is None:
             return BULK_QUEUE
-        names = sorted(self._connection.smembers(MODELS_SET))
+        names = sorted(cast("set[bytes]", self._connection.smembers(MODELS_SET)))  # replies undecoded, as RQ needs
         records = self._connection.mget([MODEL_KEY_PREFIX.encode() + n for n in names]) if names else []
         known = [ModelRecord.model_validate_json(r) for r in records if r]
         for record in known:
@@ -139,7 +139,7 @@ class BulkJobs:
 
     def state(self, job_id: str) -> JobState:
         job = self.fetch(job_id)
-        status = _STATUS.get(job.get_status(refresh=False), "queued")  # type: ignore[arg-type]
+        status = _STATUS.get(job.get_status(refresh=False), "queued")
         progress = job.meta.get(PROGRESS_META)
         state = JobState(
             id=job.id,

@@ -4,17 +4,20 @@ The first part are the defaults of the ``RERANK_*`` settings: :class:`rerank_con
 takes its field defaults from here. The second part are fixed values that are not settings: timings,
 timeouts and exit codes used by the API, the worker and the ``rerank-server`` commands. docs/settings.md shows
 both, with each ``#:`` comment as the reason, read from this file when the site is built (``# --- `` lines
-name its sections there). This module imports nothing, so every floor can use it.
+name its sections there). This module imports nothing but ``typing``, so every floor can use it.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 # --- defaults of the RERANK_* settings ---------------------------------------------------------
+# ``Final`` marks the defaults of ``Literal`` settings: a type checker keeps "INFO" as Literal["INFO"], not str.
 
 #: What a local redis-server answers with no configuration: its own port on this machine, database 0.
 REDIS_URL = "redis://127.0.0.1:6379/0"
 #: A service's usual level: what it does at start and stop, and everything that goes wrong.
-LOG_LEVEL = "INFO"
+LOG_LEVEL: Final = "INFO"
 #: Per user, next to the launchd logs: the append-only file outlives reboots and upgrades of the code.
 REDIS_DIR = "~/.rerank-server/redis"
 #: Multilingual, Apache-2.0 licensed, and small enough (568M parameters) to run on a laptop's MPS.
@@ -22,10 +25,10 @@ MODEL = "BAAI/bge-reranker-v2-m3"
 #: The same settings then work on a Mac (mps), a GPU machine (cuda) and anywhere else (cpu).
 DEVICE = "auto"
 #: float16 on GPUs (half the memory; scores within 3e-4 of float32, bench/README.md); CPUs are slow at it.
-DTYPE = "auto"
+DTYPE: Final = "auto"
 #: The best micro-batch depends on the hardware (16 for MiniLM-L6 on a 2-core CPU, hundreds on a GPU): measured
 #: at start-up (rerank_worker.batch_tuning), a few seconds at most.
-BATCH_SIZE = "auto"
+BATCH_SIZE: Final = "auto"
 #: Before the measurement, and for the fake scorer: sentence-transformers' own default for CrossEncoder.predict.
 BATCH_SIZE_UNMEASURED = 32
 #: A GPU's best batch in bench/README.md; waiting jobs past it are scored in the next model call.
@@ -37,18 +40,18 @@ BULK_CHUNK_PAIRS = 256
 #: Otherwise the first request pays for the device's kernel set-up and lazy loading.
 WARMUP = True
 #: The real model; ``fake`` exists so the worker's plumbing can be tested and shown without torch or weights.
-SCORER = "cross-encoder"
+SCORER: Final = "cross-encoder"
 #: None: the model's own default prompt if it saved one (Qwen3-Reranker's folders on the hub save none).
 INSTRUCTION = None
 #: PyTorch runs every model sentence-transformers loads; onnx and openvino are opt-in (an extra, an export once).
-BACKEND = "torch"
+BACKEND: Final = "torch"
 #: The exported float32 graph with fused attention: the same scores as torch (within 1e-6); int8 is faster on a
 #: CPU but moves scores, so it is chosen only after reading ``rerank-server model export --quantize``'s report.
-BACKEND_VARIANT = "optimized"
+BACKEND_VARIANT: Final = "optimized"
 #: None: a too-long document is cut, as every peer server does; chunking multiplies the work per document.
 MAX_CHUNKS_PER_DOC = None
 #: MPS keeps a compiled graph per input shape for good: pad to a few lengths there; elsewhere padding only costs.
-BUCKET_PADDING = "auto"
+BUCKET_PADDING: Final = "auto"
 #: None: a worker serves until stopped; set a count to replace workers regularly (their supervisor restarts them).
 WORKER_MAX_JOBS = None
 #: None: no limit; with one, a worker past it finishes its job and exits, and a fresh process gives the memory back.
@@ -129,6 +132,13 @@ KNOWN_MODEL_TTL_S = 86400
 WAIT_SLICE_S = 0.5
 #: How often the monitor re-reads heartbeats and queue depths: /health and 429s lag by at most this.
 MONITOR_INTERVAL_S = 0.5
+#: The monitor's view is stale once it is this many intervals old (10 s at 0.5 s): longer than a Redis call takes
+#: to time out, so a slow Redis reads as "unreachable", not as a stalled monitor.
+MONITOR_STALE_INTERVALS = 20
+#: A live worker's reaper is stale once its last sweep is this many heartbeat intervals old (the worker sweeps
+#: every interval and publishes the time on its next heartbeat); a worker that has not swept yet is given as
+#: long after its start. /health then says "degraded".
+REAPER_STALE_INTERVALS = 5
 #: An API process's wake stream (its result reader's doorbell) outlives a process that died by this long.
 WAKE_STREAM_TTL_S = 3600
 #: Redis connections of one API process's client pool, and at most as many again for enqueues (rerank_api.atomic,

@@ -29,6 +29,8 @@ class Member:
         if not self.params:
             return None
         func = found.fget if isinstance(found, property) else getattr(self.owner, self.name)
+        if func is None:  # a property without a getter
+            return f"{where} has no readable signature"
         try:
             have = inspect.signature(func).parameters
         except (TypeError, ValueError):

@@ -33,7 +33,7 @@ def reasons() -> dict[str, str]:
     for line in Path(defaults.__file__).read_text().splitlines():
         if line.startswith("#:"):
             comment.append(line.removeprefix("#:").strip())
-        elif match := re.match(r"([A-Z][A-Z0-9_]*) =", line):
+        elif match := re.match(r"([A-Z][A-Z0-9_]*)(?::[^=]*)? =", line):
             last = found[match.group(1)] = " ".join(comment) or last
             comment = []
         else:
@@ -92,7 +92,7 @@ def fixed_values_table() -> str:
         if heading := re.match(r"# --- (.+?) -+$", line):
             section = heading.group(1)
             continue
-        match = re.match(r"([A-Z][A-Z0-9_]*) =", line)
+        match = re.match(r"([A-Z][A-Z0-9_]*)(?::[^=]*)? =", line)
         if not match or match.group(1) in settings:
             continue
         name = match.group(1)

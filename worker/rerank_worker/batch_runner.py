@@ -9,7 +9,6 @@ The model never runs two calls at once.
 
 from __future__ import annotations
 
-import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -125,6 +124,6 @@ class BatchRunner:
             try:
                 raise JobTimeoutException(f"the model call for this job's batch ran past {timeout} s") from None
             except JobTimeoutException:
-                error = sys.exc_info()
+                error = rq_seam.caught()
             # New records: the model thread may still write to the ones it holds.
-            batch[:] = [replace(m, result=None, error=error) for m in batch]  # type: ignore[arg-type]
+            batch[:] = [replace(m, result=None, error=error) for m in batch]

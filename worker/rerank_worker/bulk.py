@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable
 
@@ -138,10 +137,10 @@ def run(
             job.save_meta()
     except JobCancelled:
         record.delete()
-        rq_seam.fail(worker, running, sys.exc_info(), now(), stopped=True)  # type: ignore[arg-type]
+        rq_seam.fail(worker, running, rq_seam.caught(), now(), stopped=True)
         return False
     except Exception:
-        rq_seam.fail(worker, running, sys.exc_info(), now())  # type: ignore[arg-type]
+        rq_seam.fail(worker, running, rq_seam.caught(), now())
         return False
     rq_seam.succeed(worker, [(running, result)], now())
     record.delete()  # the result holds every score now

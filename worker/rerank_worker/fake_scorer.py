@@ -30,7 +30,7 @@ class FakeScorer:
         self.device = "cpu"
         self.dtype = "float32"
         self.backend = "fake"
-        self.backend_file = None
+        self.backend_file: str | None = None
         self.max_length = max_length or 512
         self.batch_size = BATCH_SIZE_UNMEASURED
 

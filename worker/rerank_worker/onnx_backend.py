@@ -97,6 +97,7 @@ def export_graph(cross_encoder: Any, target: Path, progress: Progress) -> None:
             external_data=large,
             verbose=False,
         )
+        assert program is not None  # None only from the legacy exporter (dynamo=False)
         program.save(str(target), external_data=large)
     progress(f"graph exported in {time.perf_counter() - started:.1f}s")
 

@@ -65,7 +65,7 @@ class WorkerProcess:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.started_at = time.time()
+        self.started_at = 0.0  # when it began to serve: its model loaded and ready (WorkerInfo.started_at)
         self._stopped = threading.Event()
         self._jobs_done = 0  # by RQ workers of this process that ended (a Redis outage replaces the worker)
         self._jobs_failed = 0
@@ -173,6 +173,7 @@ class WorkerProcess:
 
     def _start_threads(self) -> None:
         settings = self.settings
+        self.started_at = time.time()
         self._side_connection = connect(settings.redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT_S)
         side = self._side_connection
         self._reaper = Reaper(side, lambda: _queues(side, every_queue(side)), grace_s=settings.heartbeat_ttl_s)

@@ -21,7 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from redis.client import Pipeline
@@ -46,6 +46,11 @@ WORKER_NAME_FIELD = "worker_name"
 
 #: An exception as ``sys.exc_info()`` gives it.
 ExcInfo = tuple[type[BaseException], BaseException, Any]
+
+
+def caught() -> ExcInfo:
+    """``sys.exc_info()`` in an ``except`` block, where it is never ``(None, None, None)`` (as typeshed allows)."""
+    return cast(ExcInfo, sys.exc_info())
 
 
 class RerankJob(Job):
@@ -144,7 +149,7 @@ def _run(connection: Redis, buffer: Pipeline, keep: int = 0) -> list[Any]:
 
 def worker_of(connection: Redis, job_id: str) -> str | None:
     """The name of the worker that started ``job_id`` (the job-hash field RQ's start writes), None if not started."""
-    name = connection.hget(Job.key_for(job_id), WORKER_NAME_FIELD)
+    name = cast("bytes | None", connection.hget(Job.key_for(job_id), WORKER_NAME_FIELD))  # replies undecoded (RQ)
     return name.decode() if name else None
 
 
@@ -248,8 +253,8 @@ def refuse(worker: SimpleWorker, job: Job, queue: Queue, reason: Exception) -> N
     try:
         raise reason
     except Exception:
-        error = sys.exc_info()
-    fail(worker, running, error, now())  # type: ignore[arg-type]
+        error = caught()
+    fail(worker, running, error, now())
 
 
 def keep_alive(worker: SimpleWorker, running: Running) -> None:
@@ -278,12 +283,12 @@ def mark_idle(worker: SimpleWorker) -> None:
     worker.set_state(WorkerStatus.IDLE)
 
 
-def time_limit(worker: SimpleWorker, seconds: int, job: Job) -> BaseDeathPenalty:
+def time_limit(worker: SimpleWorker, seconds: float, job: Job) -> BaseDeathPenalty:
     """RQ's job timeout (SIGALRM in a SimpleWorker) as a context manager; raises JobTimeoutException."""
     return worker.death_penalty_class(seconds, JobTimeoutException, job_id=job.id)
 
 
-def job_timeout(job: Job) -> int:
+def job_timeout(job: Job) -> float:
     return job.timeout or Queue.DEFAULT_TIMEOUT
 
 
@@ -316,7 +321,8 @@ def subscribe(worker: SimpleWorker, poll_s: float) -> None:
     """
     worker.pubsub = worker.connection.pubsub()
     worker.pubsub.subscribe(**{worker.pubsub_channel_name: worker.handle_payload})
-    worker.pubsub_thread = worker.pubsub.run_in_thread(
+    # RQ's BaseWorker sets `pubsub_thread = None` without an annotation, so its type is None alone.
+    worker.pubsub_thread = worker.pubsub.run_in_thread(  # type: ignore[assignment]
         sleep_time=poll_s, daemon=True, exception_handler=worker._pubsub_exception_handler
     )
 

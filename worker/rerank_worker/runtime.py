@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -105,7 +106,7 @@ class Reranker:
         self._empty_cache = torch.mps.empty_cache if self.device.startswith("mps") else None
         self.backend = backend
         self.backend_file: str | None = None
-        self._forward = self._torch_forward
+        self._forward: Callable[[dict[str, Any]], Any] = self._torch_forward
         if backend != "torch":
             self._attach(backend, backend_variant)
         log.info(

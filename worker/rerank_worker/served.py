@@ -9,6 +9,7 @@ worker must not start.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from redis import Redis
 
@@ -51,8 +52,9 @@ def default_clash(connection: Redis, served: Served) -> str | None:
     (both without RERANK_DEFAULT_MODEL), so a job sent to ``rerank-bulk`` could be scored by either; else None."""
     if not served.default:
         return None
-    names = sorted(connection.smembers(WORKERS_SET))
-    records = connection.mget([WORKER_KEY_PREFIX.encode() + n for n in names]) if names else []
+    names = sorted(cast("set[bytes]", connection.smembers(WORKERS_SET)))  # replies undecoded, as RQ needs
+    keys = [WORKER_KEY_PREFIX.encode() + n for n in names]
+    records = cast("list[bytes | None]", connection.mget(keys)) if names else []
     for record in records:
         try:
             other = WorkerInfo.model_validate_json(record) if record else None
@@ -70,5 +72,5 @@ def default_clash(connection: Redis, served: Served) -> str | None:
 def every_queue(connection: Redis) -> list[str]:
     """The queues of every model served in the last day (and today's two), for the reaper: a dead worker's jobs go
     back to their own model's queue whichever model's worker notices."""
-    models = sorted(m.decode() for m in connection.smembers(MODELS_SET))
+    models = sorted(m.decode() for m in cast("set[bytes]", connection.smembers(MODELS_SET)))
     return list(dict.fromkeys([*QUEUES, *(q for m in models for q in model_queues(m))]))

@@ -8,10 +8,9 @@ its jobs are scored again one by one. Every start, success and failure goes thro
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
@@ -62,7 +61,7 @@ def batch_job(job: Job, queue: Queue) -> BatchJob:
         (payload,) = job.args
         running.payload = RerankPayload.model_validate(payload)
     except Exception:
-        running.error = sys.exc_info()  # type: ignore[assignment]
+        running.error = rq_seam.caught()
     return running
 
 
@@ -141,7 +140,7 @@ class SyncBatches:
     def _score(self, members: list[BatchJob], alarm: bool) -> None:
         if not members:
             return
-        payloads: list[RerankPayload] = [m.payload for m in members]  # type: ignore[misc]
+        payloads = cast("list[RerankPayload]", [m.payload for m in members])  # the valid jobs: each has its payload
         try:
             if alarm:
                 longest = max(rq_seam.job_timeout(m.job) for m in members)
@@ -150,9 +149,9 @@ class SyncBatches:
             else:
                 scored = jobs.score_payloads(self._scorer, payloads)
         except Exception:
-            error = sys.exc_info()
+            error = rq_seam.caught()
             for one in members:
-                one.error = error  # type: ignore[assignment]
+                one.error = error
             return
         pairs = sum(len(p.candidates) for p in payloads)
         for one, job_scores, tokens in zip(members, scored.scores, scored.tokens, strict=True):

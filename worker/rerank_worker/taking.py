@@ -84,7 +84,8 @@ def take(connection: Redis, taker: str, queue_keys: Sequence[str], count: int) -
 def wait_take(connection: Redis, taker: str, queue_key: str, timeout: float) -> str | None:
     """Block up to ``timeout`` s for an id of ``queue_key``, moved into ``taker``'s list (``BLMOVE``)."""
     connection.sadd(TAKERS, taker)
-    found = connection.blmove(queue_key, taken_key(taker), timeout, "LEFT", "RIGHT")
+    # redis-py types BLMOVE's timeout as int; Redis (6.0+) takes fractional seconds, as TAKE_WAIT_S is.
+    found = connection.blmove(queue_key, taken_key(taker), timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
     return None if found is None else as_text(found)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
@@ -33,7 +33,8 @@ from rerank_worker.batch_runner import BatchRunner
 from rerank_worker.scorer import Scorer
 from rerank_worker.sync_batches import SyncBatches
 
-_F = TypeVar("_F", bound=Callable[..., Any])
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class RedisLost(StopRequested):
@@ -44,18 +45,20 @@ class RedisLost(StopRequested):
     """
 
 
-def _redis_lost_ends_loop(method: _F) -> _F:
+def _redis_lost_ends_loop(
+    method: Callable[Concatenate[RerankWorker, _P], _R],
+) -> Callable[Concatenate[RerankWorker, _P], _R]:
     """RQ's loop step ``method``, with a Redis error turned into :class:`RedisLost` (the reason kept)."""
 
     @functools.wraps(method)
-    def wrapper(self: RerankWorker, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: RerankWorker, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return method(self, *args, **kwargs)
         except RedisError as exc:
             self.lost_redis = f"{type(exc).__name__}: {exc}"
             raise RedisLost(self.lost_redis) from exc
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 class RerankWorker(SimpleWorker):

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import JsonDict
 from pydantic_core import PydanticCustomError
 
 from rerank_api.errors import responses
@@ -27,8 +28,11 @@ from rerank_api.formats.common import (
 from rerank_api.ranking import RERANK_ERRORS, RankerDep
 from rerank_contract.jobs import RerankPayload, ScoredIndex
 
-SEED_EXAMPLE = {"query": "machine learning", "candidates": ["deep learning", "cooking recipes", "neural networks"]}
-DOCUMENTS_EXAMPLE = {
+SEED_EXAMPLE: JsonDict = {
+    "query": "machine learning",
+    "candidates": ["deep learning", "cooking recipes", "neural networks"],
+}
+DOCUMENTS_EXAMPLE: JsonDict = {
     "model": "BAAI/bge-reranker-v2-m3",
     "query": "machine learning",
     "documents": ["deep learning", {"text": "cooking recipes", "id": "doc-2"}, "neural networks"],
