@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic.json_schema import JsonDict
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rerank_contract import defaults
@@ -17,13 +18,13 @@ from rerank_contract.jobs import served_names
 DEFAULT_MODEL = defaults.MODEL
 
 
-def _doc(used_by: str, *, shown: str | None = None, see: tuple[str, str] | None = None) -> dict[str, str]:
+def _doc(used_by: str, *, shown: str | None = None, see: tuple[str, str] | None = None) -> JsonDict:
     """A field's entry in the docs' settings table (docs/hooks/settings_table.py renders it from here).
 
     ``used_by``: the processes that read it; ``shown``: how to show a ``None`` default in words; ``see``: a docs
     page (title, path under docs/) that says more.
     """
-    extra = {"used_by": used_by}
+    extra: JsonDict = {"used_by": used_by}
     if shown is not None:
         extra["default_shown"] = shown
     if see is not None:
