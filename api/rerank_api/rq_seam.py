@@ -4,7 +4,7 @@ The API enqueues with RQ's own ``Queue.enqueue`` into a pipeline that is only a 
 buffered commands itself (:mod:`rerank_api.atomic`); it reads results from RQ's result streams with
 ``redis.asyncio`` and parses them as RQ does; it reads which worker holds a job from the job's hash.
 Each of those leans on an RQ (or redis-py) internal, so they are reached only through here, and
-:data:`SURFACE` / :data:`INSTANCE_ATTRIBUTES` name them with the parameters used: ``tests/test_rq_seam.py``
+:data:`SURFACE` / :data:`INSTANCE_ATTRIBUTES` name them with the parameters used: ``tests/contract/test_rq_seam.py``
 checks them against the installed RQ, so an upgrade fails that one test.
 """
 

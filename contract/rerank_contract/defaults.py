@@ -1,9 +1,10 @@
 """Every built-in default of rerank-server, each with the reason for its value (as in RQ's ``rq/defaults.py``).
 
 The first part are the defaults of the ``RERANK_*`` settings: :class:`rerank_contract.settings.Settings`
-takes its field defaults from here, and README.md's settings table shows them. The second part are
-fixed values that are not settings: timings, timeouts and exit codes used by the API, the worker and
-the ``rerank-server`` commands. This module imports nothing but ``typing``, so every floor can use it.
+takes its field defaults from here. The second part are fixed values that are not settings: timings,
+timeouts and exit codes used by the API, the worker and the ``rerank-server`` commands. docs/settings.md shows
+both, with each ``#:`` comment as the reason, read from this file when the site is built (``# --- `` lines
+name its sections there). This module imports nothing but ``typing``, so every floor can use it.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each side has one seam (``rerank_api.rq_seam``, ``rerank_worker.rq_seam``) that lists its members as
 :class:`Member` entries in ``SURFACE`` and the instance attributes it reads in ``INSTANCE_ATTRIBUTES``;
-``tests/test_rq_seam.py`` checks both lists against the installed libraries, so an upgrade that moves
+``tests/contract/test_rq_seam.py`` checks both lists against the installed libraries, so an upgrade that moves
 one fails that test and names it.
 """
 

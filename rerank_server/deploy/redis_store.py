@@ -1,7 +1,7 @@
 """How every Redis this project starts keeps its data: an append-only file, fsynced every second.
 
 One table for ``up``'s private redis-server (command-line flags), the launchd ``redis.conf`` and (by
-hand, checked by tests/test_compose.py) the Compose stack. With it a clean stop loses nothing, a killed
+hand, checked by tests/deploy/test_compose.py) the Compose stack. With it a clean stop loses nothing, a killed
 redis-server loses nothing it acknowledged (its writes are already in the OS's page cache), and a power
 cut or kernel crash loses at most about the last second of writes.
 """

@@ -174,7 +174,7 @@ def test_constraints_pin_every_runtime_dependency() -> None:
 
 
 def test_rq_is_one_minor_version_wherever_it_is_installed() -> None:
-    """The worker subclasses RQ's internals: pyproject, the images, the client example and the README agree."""
+    """The worker subclasses RQ's internals: pyproject, the images, the client example and the docs agree."""
     import tomllib
 
     from packaging.requirements import Requirement
@@ -186,4 +186,4 @@ def test_rq_is_one_minor_version_wherever_it_is_installed() -> None:
     pinned = re.findall(r"\brq==([\d.]+)", (COMPOSE.parent / "constraints.txt").read_text())
     pinned += re.findall(r"\brq==([\d.]+)", (COMPOSE / "client.example.yaml").read_text())
     assert len(pinned) == 2 and all(rq.specifier.contains(version) for version in pinned), pinned
-    assert re.findall(r'"rq([<>=!~][^"]*)"', (root / "README.md").read_text()) == [">=2.12,<2.13"]
+    assert re.findall(r'"rq([<>=!~][^"]*)"', (root / "docs" / "bulk.md").read_text()) == [">=2.12,<2.13"]

@@ -215,7 +215,7 @@ def test_without_launchctl_it_says_where_launchd_exists(fake, tmp_path) -> None:
 
 @pytest.mark.parametrize("service", ["redis", "worker", "api"])
 def test_the_examples_in_launchd_folder_are_what_install_writes(service: str) -> None:
-    """launchd/ shows users the plists; they must stay what the code generates for the README's example."""
+    """launchd/ shows users the plists; they must stay what the code generates for the example in the docs."""
     folder = Path(__file__).parents[2] / "launchd"
     url = "redis://:PASSWORD@127.0.0.1:6379/0"
     built = plists.build(

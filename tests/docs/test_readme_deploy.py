@@ -1,4 +1,4 @@
-"""The README's deployment commands name flags, options and files that exist."""
+"""The deployment commands of the README and the docs name flags, options and files that exist."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from rerank_server.cli import build_parser
 
 ROOT = Path(__file__).parents[2]
-README = (ROOT / "README.md").read_text()
+README = "\n".join(path.read_text() for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))])
 CODE = "\n".join(body for lang, body in re.findall(r"```(\w*)\n(.*?)```", README, re.S) if lang in ("bash", "yaml"))
 
 

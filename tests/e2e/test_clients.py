@@ -190,7 +190,7 @@ LIBRARY_WARNINGS = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::De
     ("provider", "instruction", "documents"),
     [
         # Infinity answers a returned document as a bare string, vLLM as {text}, to the same body: this server
-        # answers vLLM's (README), so LiteLLM's infinity/ provider is called without documents back.
+        # answers vLLM's (docs/api.md), so LiteLLM's infinity/ provider is called without documents back.
         ("infinity", None, False),
         ("hosted_vllm", INSTRUCTION, True),
         ("cohere", None, False),  # LiteLLM's cohere/ speaks /v2/rerank, which has no documents to return

@@ -223,7 +223,7 @@ def test_a_bulk_job_for_the_second_model(two: Stack, references, models_redis: R
     items = [{"id": "a", "query": QUERY, "candidates": DOCS}]
     accepted = post(two, "/v1/jobs", {"model": "qwen", "items": items})
     assert accepted.status_code == 202, accepted.text
-    # A direct enqueue on the named model's queue, as the README shows.
+    # A direct enqueue on the named model's queue, as docs/models.md shows.
     direct = Queue(bulk_queue("qwen"), connection=Redis.from_url(models_redis.url), serializer=SERIALIZER)
     job = direct.enqueue(BULK_JOB, {"items": items}, result_ttl=600)
     want = predict(references["qwen"])

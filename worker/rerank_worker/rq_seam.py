@@ -5,7 +5,7 @@ jobs chunk by chunk. It does so through the same methods RQ's ``SimpleWorker.per
 the registries, the results stream, the worker's counters and the dependents end up as RQ's own path
 leaves them, in fewer round trips. Those methods are RQ internals (rq 2.12; rq 3.0 changes them), so
 they are called only from here, and :data:`SURFACE` names each with the parameters used:
-``tests/test_rq_seam.py`` checks them against the installed RQ, so an upgrade fails that one test.
+``tests/contract/test_rq_seam.py`` checks them against the installed RQ, so an upgrade fails that one test.
 
 :class:`RerankJob` is also the trust boundary's last line: RQ imports a job's callback names and sends
 its webhooks from several places (the worker's success and failure paths, registry clean-up); this job
@@ -182,7 +182,7 @@ def succeed(worker: SimpleWorker, done: list[tuple[Running, Any]], ended_at: dat
 
     What RQ's path leaves in Redis, written by RQ's own builders, with one exception: RQ's ``_handle_success``
     saves the whole job hash again (``Job.save``: every field, the payload included) where only ``status`` and
-    ``ended_at`` differ from what is stored, so only those two are written (``tests/test_rq_seam.py`` compares
+    ``ended_at`` differ from what is stored, so only those two are written (``tests/contract/test_rq_seam.py`` compares
     the records with RQ's own path). RQ watches each job's dependents set, reads it, then writes; here the read
     is inside the same atomic script instead, which keeps RQ's guard against a dependent enqueued meanwhile:
     one registered before the script is seen by it (and enqueued right after, by RQ's ``enqueue_dependents``),
