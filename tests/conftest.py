@@ -7,7 +7,12 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.support.e2e_guard", "tests.support.model_fixtures", "tests.support.redis_fixtures"]
+pytest_plugins = [
+    "tests.support.e2e_guard",
+    "tests.support.model_fixtures",
+    "tests.support.redis_fixtures",
+    "tests.support.settings_env",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:

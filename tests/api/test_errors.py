@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 
-from rerank_api.app import create_app
-from rerank_contract.settings import Settings
 from tests.support.error_answers import assert_error
 from tests.support.redis_server import RedisServer
 from tests.support.seed import SEED_CANDIDATES, SEED_QUERY
 
 
 @pytest.fixture
-def client(flushed_redis: RedisServer) -> Iterator[TestClient]:
-    settings = Settings(
-        redis_url=flushed_redis.url,
-        max_candidates=3,
-        max_request_chars=100,
-        max_text_chars=60,
-        max_body_bytes=2048,
-        model="some/model",
+def client(api_client: Callable[..., TestClient]) -> TestClient:
+    return api_client(
+        max_candidates=3, max_request_chars=100, max_text_chars=60, max_body_bytes=2048, model="some/model"
     )
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 @pytest.mark.parametrize(

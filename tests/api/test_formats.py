@@ -6,7 +6,7 @@ these tests tell "accepted" from "refused" without a model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,15 +22,13 @@ def client_for(redis: RedisServer, **settings) -> TestClient:
 
 
 @pytest.fixture
-def client(flushed_redis: RedisServer) -> Iterator[TestClient]:
-    with client_for(flushed_redis) as c:
-        yield c
+def client(api_client: Callable[..., TestClient]) -> TestClient:
+    return api_client(model="some/model")
 
 
 @pytest.fixture
-def keyed(flushed_redis: RedisServer) -> Iterator[TestClient]:
-    with client_for(flushed_redis, api_key="s3cret-key") as c:
-        yield c
+def keyed(api_client: Callable[..., TestClient]) -> TestClient:
+    return api_client(model="some/model", api_key="s3cret-key")
 
 
 # --- /v1/rerank: candidates or documents -------------------------------------------------------------

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 
-from rerank_api.app import create_app
 from rerank_contract.jobs import WORKERS_SET, worker_key
-from rerank_contract.settings import Settings
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
 from tests.support.worker_records import record
@@ -20,9 +18,8 @@ HEARTBEAT_S = 1.0  # the default: the reaper is stale past 5 s
 
 
 @pytest.fixture
-def client(flushed_redis: RedisServer) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(redis_url=flushed_redis.url, heartbeat_interval_s=HEARTBEAT_S))) as c:
-        yield c
+def client(api_client: Callable[..., TestClient]) -> TestClient:
+    return api_client(heartbeat_interval_s=HEARTBEAT_S)
 
 
 def publish(redis: RedisServer, name: str, **fields: object) -> None:

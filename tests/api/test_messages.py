@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 
-from rerank_api.app import create_app
-from rerank_contract.settings import Settings
 from tests.support.error_answers import assert_error
-from tests.support.redis_server import RedisServer
 
 BODY = b'{"query": "q", "candidates": ["a"]}'
 
 
 @pytest.fixture
-def client(flushed_redis: RedisServer) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(redis_url=flushed_redis.url, max_body_bytes=2048))) as c:
-        yield c
+def client(api_client: Callable[..., TestClient]) -> TestClient:
+    return api_client(max_body_bytes=2048)
 
 
 def test_malformed_json_names_the_problem_and_where(client: TestClient) -> None:

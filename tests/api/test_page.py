@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 
-from rerank_api.app import create_app
-from rerank_contract.settings import Settings
 from tests.support.error_answers import assert_error
-from tests.support.redis_server import RedisServer
 
 KEY = "page-key"
 
 
 @pytest.fixture
-def client(flushed_redis: RedisServer) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(redis_url=flushed_redis.url, api_key=KEY))) as c:
-        yield c
+def client(api_client: Callable[..., TestClient]) -> TestClient:
+    return api_client(api_key=KEY)
 
 
 def test_the_page_and_its_files_are_open(client: TestClient) -> None:

@@ -14,10 +14,7 @@ from tests.support.services import CLI
 
 
 @pytest.fixture(autouse=True)
-def _only_given_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for key in [k for k in os.environ if k.startswith("RERANK_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)  # no stray .env
+def _only_given_settings(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     root = logging.getLogger()
     monkeypatch.setattr(root, "level", root.level)  # restored after the test
 

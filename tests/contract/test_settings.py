@@ -8,16 +8,6 @@ from pydantic import ValidationError
 from rerank_contract.settings import DEFAULT_MODEL, Settings, settings_env
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("RERANK_"):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir("/")  # no stray .env
-
-
 def test_defaults() -> None:
     s = Settings()
     assert s.model == DEFAULT_MODEL == "BAAI/bge-reranker-v2-m3"

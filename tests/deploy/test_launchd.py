@@ -20,11 +20,8 @@ UID = os.getuid()
 
 
 @pytest.fixture(autouse=True)
-def _only_given_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _only_given_settings(clean_env: None) -> None:
     """Settings built here see no RERANK_* variable or .env file of the developer's."""
-    for key in [k for k in os.environ if k.startswith("RERANK_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture
